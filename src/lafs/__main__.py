@@ -1,0 +1,3 @@
+from lafs.cli.main import main
+
+main()
