@@ -1,0 +1,135 @@
+"""Segment sizes and zfec erasure coding with Tahoe's padding rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+import zfec
+
+from lafs.core.errors import FormatError
+
+
+class CodecError(FormatError):
+    """Encoding parameters or blocks that cannot be used."""
+
+
+def next_multiple(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def check_encoding(needed: int, total: int) -> None:
+    if not 1 <= needed <= total <= 256:
+        raise CodecError(f"shares needed/total {needed}/{total} must satisfy 1 <= k <= N <= 256")
+
+
+@attrs.frozen
+class SegmentLayout:
+    """How an immutable file of ``file_size`` bytes is cut into segments and blocks."""
+
+    file_size: int
+    segment_size: int
+    num_segments: int
+    tail_segment_size: int
+    tail_padded_size: int
+    block_size: int
+    tail_block_size: int
+    needed: int
+    total: int
+
+    @property
+    def share_data_size(self) -> int:
+        """Bytes of block data in each share: ``ceil(file_size / k)``."""
+        return (self.num_segments - 1) * self.block_size + self.tail_block_size
+
+    def segment_range(self, segnum: int) -> tuple[int, int]:
+        """(offset, length) of segment ``segnum`` within the file (the tail unpadded)."""
+        if not 0 <= segnum < self.num_segments:
+            raise CodecError(f"segment {segnum} is outside a file of {self.num_segments} segments")
+        length = self.tail_segment_size if segnum == self.num_segments - 1 else self.segment_size
+        return segnum * self.segment_size, length
+
+    def codec_params(self) -> bytes:
+        return codec_params(self.segment_size, self.needed, self.total)
+
+    def tail_codec_params(self) -> bytes:
+        return codec_params(self.tail_padded_size, self.needed, self.total)
+
+
+def immutable_segment_layout(file_size: int, max_segment_size: int, needed: int, total: int) -> SegmentLayout:
+    """Tahoe's segmentation: segsize = min(max, size) rounded up to a multiple of k."""
+    check_encoding(needed, total)
+    if file_size < 0 or max_segment_size < 1:
+        raise CodecError("file size must be >= 0 and the maximum segment size >= 1")
+    segment_size = next_multiple(min(max_segment_size, file_size), needed)
+    if segment_size == 0:
+        # An empty file still has one (empty) segment.
+        return SegmentLayout(file_size, 0, 1, 0, 0, 0, 0, needed, total)
+    num_segments = -(-file_size // segment_size)
+    tail = file_size % segment_size or segment_size
+    tail_padded = next_multiple(tail, needed)
+    return SegmentLayout(
+        file_size=file_size,
+        segment_size=segment_size,
+        num_segments=num_segments,
+        tail_segment_size=tail,
+        tail_padded_size=tail_padded,
+        block_size=segment_size // needed,
+        tail_block_size=tail_padded // needed,
+        needed=needed,
+        total=total,
+    )
+
+
+def pad_segment(segment: bytes, needed: int) -> bytes:
+    """Zero-pad a (tail) segment up to a multiple of ``needed``."""
+    return segment + b"\x00" * (next_multiple(len(segment), needed) - len(segment))
+
+
+def codec_params(segment_size: int, needed: int, total: int) -> bytes:
+    return b"%d-%d-%d" % (segment_size, needed, total)
+
+
+def parse_codec_params(text: bytes) -> tuple[int, int, int]:
+    """Parse ``b"<segsize>-<k>-<N>"``."""
+    parts = text.split(b"-")
+    if len(parts) != 3 or not all(part.isdigit() for part in parts):
+        raise CodecError(f"codec params must look like 'SEGSIZE-K-N', got {text!r}")
+    segment_size, needed, total = (int(part) for part in parts)
+    check_encoding(needed, total)
+    return segment_size, needed, total
+
+
+class ZfecCodec:
+    """k-of-N Reed-Solomon coding of one segment into N blocks (systematic: blocks 0..k-1 are the data)."""
+
+    def __init__(self, needed: int, total: int) -> None:
+        check_encoding(needed, total)
+        self.needed = needed
+        self.total = total
+        self._encoder = zfec.Encoder(needed, total)
+        self._decoder = zfec.Decoder(needed, total)
+
+    def encode(self, segment: bytes) -> list[bytes]:
+        """All N blocks of a segment whose length is a multiple of k."""
+        if len(segment) % self.needed:
+            raise CodecError(f"segment length {len(segment)} is not a multiple of k={self.needed}")
+        block_size = len(segment) // self.needed
+        pieces = [segment[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
+        return [bytes(block) for block in self._encoder.encode(pieces)]
+
+    def decode(self, blocks: Mapping[int, bytes]) -> bytes:
+        """The (padded) segment from any k blocks, keyed by block number."""
+        if len(blocks) < self.needed:
+            raise CodecError(f"decoding needs {self.needed} blocks, got {len(blocks)}")
+        chosen = sorted(blocks)[: self.needed]
+        for number in chosen:
+            if not 0 <= number < self.total:
+                raise CodecError(f"block number {number} is outside 0..{self.total - 1}")
+        sizes = {len(blocks[number]) for number in chosen}
+        if len(sizes) != 1:
+            raise CodecError("blocks of one segment must all have the same length")
+        if chosen == list(range(self.needed)):
+            return b"".join(blocks[number] for number in chosen)
+        decoded = self._decoder.decode([blocks[number] for number in chosen], chosen)
+        return b"".join(bytes(piece) for piece in decoded)
