@@ -1,0 +1,54 @@
+"""What a storage server tells the grid about itself, and sizes like ``1G`` in tahoe.cfg."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from lafs.core import base32
+from lafs.core.errors import FormatError
+
+PERMUTATION_SEED_FILE = "permutation-seed"
+
+_SIZE = re.compile(r"\A\s*(\d+)\s*([kmgtpe]?)(i?)(b?)\s*\Z", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
+
+
+class SizeError(FormatError):
+    """A size that is not a number with an optional K/M/G/T/P/E suffix."""
+
+
+def parse_abbreviated_size(text: str) -> int:
+    """``1G`` -> 10**9, ``1GiB`` -> 2**30, ``100MB``, ``512k``, ``1234`` (case-insensitive)."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise SizeError(f"{text!r} is not a size (expected e.g. 1G, 500MB, 1GiB or a number of bytes)")
+    number, unit, binary, _ = match.groups()
+    base = 1024 if binary else 1000
+    return int(number) * base ** _POWERS[unit.lower()]
+
+
+def permutation_seed_for(basedir: str, node_pubkey_string: bytes) -> str:
+    """This server's permutation seed, made once and kept in ``BASEDIR/permutation-seed``.
+
+    Tahoe 1.20 seeds with the base32 of the *text* of the node's public key
+    (``b32(b"<52 b32 chars>")``); a server that already held shares from before
+    key-based IDs keeps the seed it had.
+    """
+    path = os.path.join(basedir, PERMUTATION_SEED_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    prefix = b"pub-v0-"
+    if not node_pubkey_string.startswith(prefix):
+        raise FormatError("node public key string must start with 'pub-v0-'")
+    seed = base32.b2a(node_pubkey_string[len(prefix) :].strip())
+    with open(path, "w", encoding="ascii") as f:
+        f.write(seed + "\n")
+    return seed
+
+
+def storage_announcement(furl: str, permutation_seed: str) -> dict[str, Any]:
+    """The storage service's keys of an announcement (facts brief §8.2)."""
+    return {"anonymous-storage-FURL": furl, "permutation-seed-base32": permutation_seed}

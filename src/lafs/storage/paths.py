@@ -1,0 +1,48 @@
+"""Where shares live in the storage directory (Tahoe's layout), with every name validated."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from lafs.core import base32
+from lafs.storage.errors import BadShareNumberError, BadStorageIndexError
+
+STORAGE_INDEX_SIZE = 16
+_SHARE_NAME = re.compile(r"\A[0-9]+\Z")
+
+
+def storage_index_to_dir(storage_index: bytes) -> str:
+    """``<2-char prefix>/<b32 storage index>`` for a valid 16-byte storage index."""
+    if not isinstance(storage_index, bytes) or len(storage_index) != STORAGE_INDEX_SIZE:
+        size = len(storage_index) if isinstance(storage_index, bytes) else "non-bytes"
+        raise BadStorageIndexError(f"a storage index must be {STORAGE_INDEX_SIZE} bytes, got {size}")
+    encoded = base32.b2a(storage_index)
+    return os.path.join(encoded[:2], encoded)
+
+
+def check_share_number(shnum: int) -> int:
+    if not isinstance(shnum, int) or isinstance(shnum, bool) or not 0 <= shnum <= 255:
+        raise BadShareNumberError(f"a share number must be an integer 0..255, got {shnum!r}")
+    return shnum
+
+
+def share_numbers_in(bucket_dir: str) -> list[int]:
+    """The share numbers of the share files in a bucket directory (other names are ignored)."""
+    try:
+        names = os.listdir(bucket_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(int(name) for name in names if _SHARE_NAME.match(name) and int(name) <= 255)
+
+
+def remove_empty_dirs(path: str, stop_at: str) -> None:
+    """Remove ``path`` and its parents while they are empty, never ``stop_at`` or above it."""
+    stop_at = os.path.abspath(stop_at)
+    path = os.path.abspath(path)
+    while path.startswith(stop_at + os.sep):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        path = os.path.dirname(path)
