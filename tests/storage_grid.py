@@ -1,0 +1,83 @@
+"""Test helper: our storage servers on foolscap Tubs listening on 127.0.0.1, in the test's reactor."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import attrs
+from foolscap.api import Tub
+
+from lafs.core import crypto
+from lafs.storage.announcement import permutation_seed_for, storage_announcement
+from lafs.storage.foolscap_server import FoolscapStorageServer
+from lafs.storage.server import StorageServer
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@attrs.define
+class RunningServer:
+    basedir: Path
+    server: StorageServer
+    tub: Tub
+    furl: str
+    server_id: str
+    permutation_seed: str
+    nickname: str
+
+    @property
+    def tubid(self) -> bytes:
+        from lafs.core import base32
+
+        return base32.a2b(self.tub.getTubID())
+
+    def announcement(self) -> dict[str, Any]:
+        return {"nickname": self.nickname, **storage_announcement(self.furl, self.permutation_seed)}
+
+    async def stop(self) -> None:
+        await self.tub.stopService()
+
+
+async def start_storage_server(basedir: Path, nickname: str, **server_options: Any) -> RunningServer:
+    basedir.mkdir(parents=True, exist_ok=True)
+    tub = Tub()
+    port = free_port()
+    tub.listenOn(f"tcp:{port}:interface=127.0.0.1")
+    tub.setLocation(f"tcp:127.0.0.1:{port}")
+    tub.startService()
+    from lafs.core import base32
+
+    nodeid = base32.a2b(tub.getTubID())
+    server = StorageServer(str(basedir / "storage"), nodeid, **server_options)
+    server.setServiceParent(tub)
+    furl = tub.registerReference(FoolscapStorageServer(server))
+    seed_key = crypto.ed25519_generate()
+    pubkey = crypto.ed25519_public_to_string(crypto.ed25519_public_from_private(seed_key))
+    seed = permutation_seed_for(str(basedir), pubkey)
+    server_id = "v0-" + pubkey[len(b"pub-v0-") :].decode()
+    return RunningServer(basedir, server, tub, furl, server_id, seed, nickname)
+
+
+def servers_yaml(servers: list[RunningServer]) -> dict[str, Any]:
+    """The ``private/servers.yaml`` content that points a client at exactly these servers."""
+    return {"storage": {s.server_id: {"ann": s.announcement()} for s in servers}}
+
+
+class RemoteError(Exception):
+    """A remote call failed; the message carries the remote exception's type and text."""
+
+
+async def call(rref: Any, method: str, *args: Any) -> Any:
+    """``rref.callRemote`` whose remote failures arrive as RemoteError (foolscap's copied
+    failures cannot be re-raised by ``await`` on current Twisted)."""
+
+    def convert(failure: Any) -> None:
+        raise RemoteError(f"{failure.type}: {failure.value}")
+
+    return await rref.callRemote(method, *args).addErrback(convert)
