@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from lafs.core import base32
 from lafs.core.hashes import empty_leaf_hash, tagged_hash
-from lafs.core.hashtree import BadHashError, HashTree, IncompleteHashTree, NotEnoughHashesError
+from lafs.core.hashtree import (
+    BadHashError,
+    HashTree,
+    HashTreeIndexError,
+    IncompleteHashTree,
+    NotEnoughHashesError,
+    tree_size,
+)
 
 EXPECTED_3_LEAVES = [
     "vxuqudnucceja4pqkdqy5txapagxubm5moupzqywkbg2jrjkaola",
@@ -97,6 +104,58 @@ def test_root_must_be_known() -> None:
     partial = IncompleteHashTree(2)
     with pytest.raises(NotEnoughHashesError, match="root"):
         partial.set_hashes({2: full[2]}, leaves={0: full[1]})
+    # Nothing was kept; the same pieces are accepted once the root is there.
+    assert partial.needed_hashes(0, include_leaf=True) == {1, 2}
+    partial.set_hashes({0: full.root})
+    partial.set_hashes({2: full[2]}, leaves={0: full[1]})
+    assert partial.needed_hashes(1, include_leaf=True) == set()
+
+
+def test_a_root_given_with_bad_hashes_is_not_kept() -> None:
+    full = HashTree(leaves(4))
+    partial = IncompleteHashTree(4)
+    with pytest.raises(BadHashError, match=r"nodes 1\+2 do not hash to node 0"):
+        partial.set_hashes({0: full.root, 2: b"\xff" * 32}, leaves={0: full[3], 1: full[4]})
+    assert partial.root is None
+    partial.set_hashes({0: full.root, 2: full[2]}, leaves={0: full[3], 1: full[4]})
+    assert partial.get_leaf(1) == full[4]
+
+
+def test_conflicting_leaf_and_hash_in_one_call() -> None:
+    full = HashTree(leaves(2))
+    partial = IncompleteHashTree(2)
+    partial.set_hashes({0: full.root})
+    with pytest.raises(BadHashError, match="leaf 0 and hash node 1"):
+        partial.set_hashes({1: full[1], 2: full[2]}, leaves={0: full[2]})
+
+
+def test_indices_outside_the_tree() -> None:
+    full = HashTree(leaves(5))
+    partial = IncompleteHashTree(5)
+    assert len(full) == len(partial) == tree_size(5) == 15
+    for bad in (-1, 15):
+        with pytest.raises(HashTreeIndexError, match="outside"):
+            full[bad]
+        with pytest.raises(HashTreeIndexError, match="outside"):
+            partial[bad]
+    with pytest.raises(IndexError):
+        full.needed_hashes(8)
+    with pytest.raises(HashTreeIndexError):
+        partial.get_leaf(-1)
+    with pytest.raises(HashTreeIndexError):
+        IncompleteHashTree(-1)
+    # The padding leaves are real leaves of the tree (a share hash tree over N=5 has 8).
+    assert full.needed_hashes(7, include_leaf=True) == {14, 13, 5, 1}
+
+
+def test_empty_incomplete_tree_asks_for_what_a_full_tree_gives() -> None:
+    for count in (1, 2, 3, 10, 17):
+        full = HashTree(leaves(count))
+        partial = IncompleteHashTree(count)
+        for leafnum in range(count):
+            for include_leaf in (False, True):
+                expected = full.needed_hashes(leafnum, include_leaf) | {0}
+                assert partial.needed_hashes(leafnum, include_leaf) | {0} == expected
 
 
 @settings(max_examples=60)
@@ -110,8 +169,16 @@ def test_every_leaf_verifies_and_any_flip_is_caught(leaf_values: list[bytes], da
     partial.set_hashes(chain, leaves={leafnum: leaf_values[leafnum]})
     assert partial.get_leaf(leafnum) == leaf_values[leafnum]
 
+    # Flip one bit of any one of the pieces (the leaf or any hash of its chain).
     fresh = IncompleteHashTree(len(leaf_values))
     fresh.set_hashes({0: full.root})
-    flipped = bytes([leaf_values[leafnum][0] ^ 1]) + leaf_values[leafnum][1:]
+    pieces = {**chain, full.get_leaf_index(leafnum): leaf_values[leafnum]}
+    victim = data.draw(st.sampled_from(sorted(pieces)))
+    bit = data.draw(st.integers(0, 255))
+    value = bytearray(pieces[victim])
+    value[bit // 8] ^= 1 << (bit % 8)
+    pieces[victim] = bytes(value)
     with pytest.raises(BadHashError):
-        fresh.set_hashes(chain, leaves={leafnum: flipped})
+        fresh.set_hashes(pieces)
+    # Nothing was kept: the same pieces are still needed (the root, known, never is).
+    assert fresh.needed_hashes(leafnum, include_leaf=True) == full.needed_hashes(leafnum, include_leaf=True) - {0}

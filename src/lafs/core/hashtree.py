@@ -8,7 +8,7 @@ its leaves sit at indices ``P-1 .. 2P-2``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from lafs.core.errors import LafsError
 from lafs.core.hashes import empty_leaf_hash, internal_node_hash
@@ -20,6 +20,10 @@ class BadHashError(LafsError):
 
 class NotEnoughHashesError(LafsError):
     """A hash that cannot be checked yet because a sibling on its path is missing."""
+
+
+class HashTreeIndexError(LafsError, IndexError):
+    """A leaf number or node index outside the tree (an IndexError, as in Tahoe)."""
 
 
 def leaf_count_padded(num_leaves: int) -> int:
@@ -35,6 +39,12 @@ def tree_size(num_leaves: int) -> int:
     return 2 * leaf_count_padded(num_leaves) - 1
 
 
+def _check_node_index(index: int, size: int) -> None:
+    # Negative indices would silently wrap around in a list; a tree has none.
+    if not 0 <= index < size:
+        raise HashTreeIndexError(f"hash node {index} is outside a tree of {size} nodes")
+
+
 def _sibling(index: int) -> int:
     return index + 1 if index % 2 == 1 else index - 1
 
@@ -46,7 +56,7 @@ def _parent(index: int) -> int:
 class _TreeShape:
     def __init__(self, num_leaves: int) -> None:
         if num_leaves < 0:
-            raise ValueError("a hash tree cannot have a negative number of leaves")
+            raise HashTreeIndexError(f"a hash tree cannot have {num_leaves} leaves")
         self.num_leaves = num_leaves
         self.first_leaf_num = leaf_count_padded(num_leaves) - 1
         self.size = 2 * self.first_leaf_num + 1
@@ -54,7 +64,7 @@ class _TreeShape:
     def get_leaf_index(self, leafnum: int) -> int:
         """The flat-list index of leaf ``leafnum``."""
         if not 0 <= leafnum <= self.first_leaf_num:
-            raise IndexError(f"leaf {leafnum} is outside a tree of {self.first_leaf_num + 1} leaf slots")
+            raise HashTreeIndexError(f"leaf {leafnum} is outside a tree of {self.first_leaf_num + 1} leaf slots")
         return self.first_leaf_num + leafnum
 
     def uncle_chain(self, leafnum: int, include_leaf: bool) -> set[int]:
@@ -83,12 +93,13 @@ class HashTree(_TreeShape):
         return self._nodes[0]
 
     def __getitem__(self, index: int) -> bytes:
+        _check_node_index(index, len(self._nodes))
         return self._nodes[index]
 
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[bytes]:
         return iter(self._nodes)
 
     def as_list(self) -> list[bytes]:
@@ -111,6 +122,7 @@ class IncompleteHashTree(_TreeShape):
         return self._nodes[0]
 
     def __getitem__(self, index: int) -> bytes | None:
+        _check_node_index(index, self.size)
         return self._nodes[index]
 
     def __len__(self) -> int:
@@ -120,46 +132,48 @@ class IncompleteHashTree(_TreeShape):
         return self._nodes[self.get_leaf_index(leafnum)]
 
     def needed_hashes(self, leafnum: int, include_leaf: bool = False) -> set[int]:
-        """Node indices still missing before leaf ``leafnum`` can be verified."""
-        index = self.get_leaf_index(leafnum)
-        needed: set[int] = set()
-        if include_leaf and self._nodes[index] is None:
-            needed.add(index)
-        while index > 0 and self._nodes[index] is None:
-            sibling = _sibling(index)
-            if self._nodes[sibling] is None:
-                needed.add(sibling)
-            index = _parent(index)
-        return needed
+        """The nodes of the uncle chain (plus the leaf if asked) that are not known yet.
+
+        An empty tree answers exactly like ``HashTree.needed_hashes``; once
+        hashes are set, the known ones drop out.  Every known node has its
+        whole uncle chain known (``set_hashes`` keeps nothing it could not
+        chain to the root), so this is also the minimum set to ask for.
+        """
+        return {index for index in self.uncle_chain(leafnum, include_leaf) if self._nodes[index] is None}
 
     def set_hashes(self, hashes: Mapping[int, bytes] | None = None, leaves: Mapping[int, bytes] | None = None) -> None:
         """Add nodes (by flat index) and leaves (by leaf number), keeping them only if all verify.
 
-        The first root given is trusted.  Anything else must hash up, through
-        nodes given now or already known, to the root; otherwise nothing is kept.
+        The root is trusted: it is the first thing to set (``{0: root}``).
+        Every other node given must hash up, through its siblings (given now
+        or already known), to a node already known -- ultimately the root.
+        A node that does not match raises BadHashError naming it; a node whose
+        sibling is missing, or any node while the root is unknown, raises
+        NotEnoughHashesError.  On any error nothing given in this call is kept.
         """
         incoming: dict[int, bytes] = {}
         for index, value in (hashes or {}).items():
             if not 0 <= index < self.size:
-                raise BadHashError(f"hash index {index} is outside a tree of {self.size} nodes")
-            incoming[index] = value
+                raise BadHashError(f"hash node {index} is outside a tree of {self.size} nodes")
+            incoming[index] = bytes(value)
         for leafnum, value in (leaves or {}).items():
             if not 0 <= leafnum <= self.first_leaf_num:
                 raise BadHashError(f"leaf {leafnum} is outside a tree of {self.first_leaf_num + 1} leaves")
             index = self.first_leaf_num + leafnum
             if index in incoming and incoming[index] != value:
-                raise BadHashError(f"leaf {leafnum} was given two different values")
-            incoming[index] = value
+                raise BadHashError(f"leaf {leafnum} and hash node {index} were given different values")
+            incoming[index] = bytes(value)
         for index, value in incoming.items():
             known = self._nodes[index]
             if known is not None and known != value:
-                raise BadHashError(f"hash node {index} differs from the verified value")
-        if 0 in incoming and self._nodes[0] is None:
-            self._nodes[0] = incoming[0]
+                raise BadHashError(f"hash node {index} differs from the value already verified")
         tentative = list(self._nodes)
         for index, value in incoming.items():
             tentative[index] = value
-        # Walk up from each new node until reaching a node that was already verified.
+        if tentative[0] is None and incoming:
+            raise NotEnoughHashesError("the root hash has not been set, so nothing can be verified")
+        # Walk up from each new node until reaching a node verified before this
+        # call; parents computed on the way are checked against any given value.
         for start in sorted(incoming, reverse=True):
             index = start
             while index > 0 and self._nodes[index] is None:
@@ -168,15 +182,21 @@ class IncompleteHashTree(_TreeShape):
                 if sibling_hash is None:
                     raise NotEnoughHashesError(f"cannot verify hash node {start}: hash node {sibling} is missing")
                 own = tentative[index]
-                assert own is not None
+                assert own is not None  # set by the loop or the caller before we got here
                 left, right = (own, sibling_hash) if index % 2 == 1 else (sibling_hash, own)
                 computed = internal_node_hash(left, right)
                 parent = _parent(index)
                 if tentative[parent] is None:
                     tentative[parent] = computed
                 elif tentative[parent] != computed:
-                    raise BadHashError(f"hash node {start} does not chain up to the root (mismatch at node {parent})")
+                    raise BadHashError(
+                        f"hash node {start} does not chain up to the root: "
+                        f"nodes {_left_index(index)}+{_left_index(index) + 1} do not hash to node {parent}"
+                    )
                 index = parent
-            if index == 0 and self._nodes[0] is None:
-                raise NotEnoughHashesError("the root hash has not been set")
         self._nodes = tentative
+
+
+def _left_index(index: int) -> int:
+    """The left one of ``index`` and its sibling."""
+    return index if index % 2 == 1 else index - 1
