@@ -1,0 +1,190 @@
+"""The storage broker: every storage server this client knows, its connection, and the permuted order."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.application import service
+from twisted.logger import Logger
+
+from lafs.core import base32
+from lafs.core.errors import Base32Error
+from lafs.core.hashes import permute_server_hash
+
+log = Logger()
+_KEY_BASED_ID = re.compile(r"\Av0-[0-9a-zA-Z]{52}\Z")
+
+
+def permutation_seed(server_id: str, ann: Mapping[str, Any]) -> bytes:
+    """The seed that places a server on the ring (facts brief §9.1)."""
+    seed_text = ann.get("permutation-seed-base32")
+    if isinstance(seed_text, str):
+        try:
+            return base32.a2b(seed_text)
+        except Base32Error:
+            log.warn("server {id} announced a bad permutation seed", id=server_id)
+    if _KEY_BASED_ID.match(server_id):
+        try:
+            return base32.a2b(server_id[3:])
+        except Base32Error:
+            pass
+    return hashlib.sha256(server_id.encode("utf-8")).digest()
+
+
+class ServerHandle:
+    """One storage server: what it announced and whether we are connected to it now."""
+
+    def __init__(self, server_id: str, ann: Mapping[str, Any]) -> None:
+        self.server_id = server_id
+        self.ann = dict(ann)
+        self.rref: Any = None
+        self.version: dict[bytes, Any] | None = None
+        self.last_connect_time: float | None = None
+        self.last_loss_time: float | None = None
+        self.last_received_data: float | None = None
+        self._reconnector: Any = None
+        self._status_callbacks: list[Callable[[ServerHandle], None]] = []
+
+    @property
+    def furl(self) -> str:
+        return str(self.ann.get("anonymous-storage-FURL", ""))
+
+    @property
+    def nickname(self) -> str:
+        return str(self.ann.get("nickname", ""))
+
+    @property
+    def permutation_seed(self) -> bytes:
+        return permutation_seed(self.server_id, self.ann)
+
+    def is_connected(self) -> bool:
+        return self.rref is not None
+
+    def available_space(self) -> int | None:
+        if self.version is None:
+            return None
+        v1 = self.version.get(b"http://allmydata.org/tahoe/protocols/storage/v1", {})
+        space = v1.get(b"available-space")
+        return int(space) if isinstance(space, int) else None
+
+    def application_version(self) -> str | None:
+        if self.version is None:
+            return None
+        value = self.version.get(b"application-version")
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else None
+
+    def connection_status(self) -> str:
+        if self.rref is not None:
+            return f"Connected to {self._winning_hint()} via tcp"
+        if self.last_loss_time is not None:
+            return "Disconnected; trying to reconnect"
+        return "Trying to connect"
+
+    def _winning_hint(self) -> str:
+        try:
+            hint = self._reconnector.getReconnectionInfo().connectionInfo.winningHint
+            return str(hint) if hint else "the server"
+        except AttributeError:
+            return "the server"
+
+    def on_status_change(self, callback: Callable[[ServerHandle], None]) -> None:
+        self._status_callbacks.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self._status_callbacks:
+            callback(self)
+
+    def start_connecting(self, tub: Any) -> None:
+        if self.furl:
+            self._reconnector = tub.connectTo(self.furl, self._connected)
+
+    def stop_connecting(self) -> None:
+        if self._reconnector is not None:
+            self._reconnector.stopConnecting()
+            self._reconnector = None
+        self.rref = None
+
+    def _connected(self, rref: Any) -> None:
+        d = rref.callRemote("get_version")
+
+        def got_version(version: dict[bytes, Any]) -> None:
+            self.version = version
+            self.rref = rref
+            self.last_connect_time = self.last_received_data = time.time()
+            rref.notifyOnDisconnect(self._lost, rref)
+            self._changed()
+
+        d.addCallback(got_version)
+        d.addErrback(lambda f: log.warn("storage server {id} failed get_version: {e}", id=self.server_id, e=f.getErrorMessage()))
+
+    def _lost(self, rref: Any) -> None:
+        if self.rref is rref:
+            self.rref = None
+            self.last_loss_time = time.time()
+            self._changed()
+
+
+class StorageBroker(service.MultiService):
+    """Keeps a connection to every known storage server and orders them per storage index."""
+
+    def __init__(self, tub: Any, *, preferred_peers: Sequence[str] = ()) -> None:
+        super().__init__()
+        self.setName("storage-broker")
+        self.tub = tub
+        self.preferred_peers = frozenset(preferred_peers)
+        self._servers: dict[str, ServerHandle] = {}
+        self._static_ids: set[str] = set()
+
+    def set_static_servers(self, servers: Mapping[str, Mapping[str, Any]]) -> None:
+        for server_id, entry in servers.items():
+            self._static_ids.add(server_id)
+            self._add(server_id, entry["ann"])
+
+    def got_announcement(self, key_s: str, ann: Mapping[str, Any]) -> None:
+        if key_s in self._static_ids:
+            return  # servers.yaml wins over the introducer
+        if not isinstance(ann.get("anonymous-storage-FURL"), str):
+            return
+        self._add(key_s, ann)
+
+    def _add(self, server_id: str, ann: Mapping[str, Any]) -> None:
+        existing = self._servers.get(server_id)
+        if existing is not None:
+            if existing.furl == ann.get("anonymous-storage-FURL"):
+                existing.ann = dict(ann)
+                return
+            existing.stop_connecting()
+        handle = ServerHandle(server_id, ann)
+        self._servers[server_id] = handle
+        if self.running:
+            handle.start_connecting(self.tub)
+
+    def startService(self) -> None:
+        super().startService()
+        for handle in self._servers.values():
+            handle.start_connecting(self.tub)
+
+    def stopService(self) -> Any:
+        for handle in self._servers.values():
+            handle.stop_connecting()
+        return super().stopService()
+
+    def all_servers(self) -> list[ServerHandle]:
+        return sorted(self._servers.values(), key=lambda h: h.server_id)
+
+    def connected_servers(self) -> list[ServerHandle]:
+        return [h for h in self.all_servers() if h.is_connected()]
+
+    def get_server(self, server_id: str) -> ServerHandle | None:
+        return self._servers.get(server_id)
+
+    def permuted_servers(self, storage_index: bytes, *, connected_only: bool = True) -> list[ServerHandle]:
+        candidates = self.connected_servers() if connected_only else self.all_servers()
+        return sorted(
+            candidates,
+            key=lambda h: (h.server_id not in self.preferred_peers, permute_server_hash(storage_index, h.permutation_seed)),
+        )

@@ -1,0 +1,263 @@
+"""A node's configuration: ``tahoe.cfg`` and the files under ``private/``, validated like Tahoe 1.20.
+
+Every error names the file, and where it applies the section and key, so an
+operator can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from lafs.core.errors import LafsError
+
+CONFIG_FILE = "tahoe.cfg"
+
+# Sections and keys Tahoe-LAFS 1.20 knows (facts brief §10.1).
+KNOWN_KEYS: dict[str, frozenset[str]] = {
+    "node": frozenset(
+        {
+            "nickname", "web.port", "web.static", "tub.port", "tub.location", "log_gatherer.furl",
+            "timeout.keepalive", "timeout.disconnect", "tempdir", "reveal-IP-address", "ssh.port",
+            "ssh.authorized_keys_file", "http_proxy", "web.reveal_storage_furls", "tub.tor", "tub.i2p",
+        }
+    ),
+    "client": frozenset(
+        {
+            "introducer.furl", "helper.furl", "shares.needed", "shares.happy", "shares.total",
+            "mutable.format", "peers.preferred", "force_foolscap", "storage.plugins",
+            "shares._max_immutable_segment_size_for_testing",
+        }
+    ),
+    "storage": frozenset(
+        {
+            "enabled", "anonymous", "readonly", "reserved_space", "storage_dir", "expire.enabled",
+            "expire.mode", "expire.override_lease_duration", "expire.cutoff_date", "expire.immutable",
+            "expire.mutable", "force_foolscap", "plugins", "grid_management", "debug_discard",
+        }
+    ),
+    "helper": frozenset({"enabled"}),
+    "connections": frozenset({"tcp", "tor", "i2p"}),
+    "tor": frozenset(
+        {
+            "enabled", "socks.port", "control.port", "launch", "tor.executable", "onion",
+            "onion.local_port", "onion.external_port", "onion.private_key_file",
+        }
+    ),
+    "i2p": frozenset(
+        {"enabled", "sam.port", "launch", "i2p.configdir", "i2p.executable", "dest", "dest.port", "dest.private_key_file"}
+    ),
+    "sftpd": frozenset({"enabled", "port", "host_pubkey_file", "host_privkey_file", "accounts.file", "accounts.url"}),
+    "ftpd": frozenset({"enabled", "port", "accounts.file", "accounts.url"}),
+}
+# Sections whose keys are free-form (plugin configuration, grid managers).
+DYNAMIC_SECTIONS = re.compile(r"\A(storageserver\.plugins\.|storageclient\.plugins\.)|\A(grid_managers|grid_manager_certificates)\Z")
+
+_BOOLEANS = {"1": True, "yes": True, "true": True, "on": True, "0": False, "no": False, "false": False, "off": False}
+
+
+class ConfigError(LafsError):
+    """A configuration file or value that cannot be used."""
+
+
+class NodeConfig:
+    """The parsed ``tahoe.cfg`` of one node directory, plus access to its private files."""
+
+    def __init__(self, basedir: str, parser: configparser.RawConfigParser, config_path: str) -> None:
+        self.basedir = os.path.abspath(basedir)
+        self._parser = parser
+        self.config_path = config_path
+
+    @classmethod
+    def load(cls, basedir: str) -> NodeConfig:
+        """Read and validate ``BASEDIR/tahoe.cfg``."""
+        path = os.path.join(os.path.abspath(basedir), CONFIG_FILE)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{basedir} is not a node directory: {path} does not exist")
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            with open(path, encoding="utf-8-sig") as f:
+                parser.read_file(f, source=path)
+        except (configparser.Error, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot parse: {e}") from None
+        config = cls(basedir, parser, path)
+        config.validate()
+        return config
+
+    @classmethod
+    def from_text(cls, basedir: str, text: str) -> NodeConfig:
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        path = os.path.join(basedir, CONFIG_FILE)
+        try:
+            parser.read_string(text, source=path)
+        except configparser.Error as e:
+            raise ConfigError(f"{path}: cannot parse: {e}") from None
+        config = cls(basedir, parser, path)
+        config.validate()
+        return config
+
+    def _where(self, section: str, key: str) -> str:
+        return f"{self.config_path}: [{section}]{key}"
+
+    def validate(self) -> None:
+        for section in self._parser.sections():
+            if DYNAMIC_SECTIONS.search(section):
+                continue
+            if section not in KNOWN_KEYS:
+                raise ConfigError(f"{self.config_path}: unknown section [{section}]")
+            for key in self._parser.options(section):
+                if key.lower() not in {known.lower() for known in KNOWN_KEYS[section]}:
+                    raise ConfigError(f"{self._where(section, key)}: unknown key")
+                value = self._parser.get(section, key)
+                if key.endswith(".furl") and "#" in value:
+                    raise ConfigError(
+                        f"{self._where(section, key)}: a fURL may not contain '#' (it starts a comment in tahoe.cfg)"
+                    )
+        # Read every typed value once, so a bad one fails at start-up.
+        for section, key in [("storage", "enabled"), ("storage", "readonly"), ("helper", "enabled"),
+                             ("node", "reveal-IP-address"), ("storage", "anonymous"), ("storage", "debug_discard")]:
+            self.get_bool(section, key, False)
+        for key in ("shares.needed", "shares.happy", "shares.total"):
+            self.get_int("client", key, 1)
+        needed = self.get_int("client", "shares.needed", 3)
+        happy = self.get_int("client", "shares.happy", 7)
+        total = self.get_int("client", "shares.total", 10)
+        if not 1 <= needed <= total <= 256:
+            raise ConfigError(
+                f"{self.config_path}: [client]shares.needed={needed} and shares.total={total} must satisfy 1 <= k <= N <= 256"
+            )
+        if not 1 <= happy <= total:
+            raise ConfigError(f"{self._where('client', 'shares.happy')}: must be between 1 and shares.total ({total})")
+        fmt = self.get("client", "mutable.format", "sdmf").lower()
+        if fmt not in ("sdmf", "mdmf"):
+            raise ConfigError(f"{self._where('client', 'mutable.format')}: must be 'sdmf' or 'mdmf', not {fmt!r}")
+
+    # --- values ---------------------------------------------------------------------------
+
+    def has(self, section: str, key: str) -> bool:
+        return self._parser.has_option(section, key)
+
+    def get(self, section: str, key: str, default: str = "") -> str:
+        if self._parser.has_option(section, key):
+            return self._parser.get(section, key).strip()
+        return default
+
+    def get_optional(self, section: str, key: str) -> str | None:
+        if self._parser.has_option(section, key):
+            return self._parser.get(section, key).strip()
+        return None
+
+    def get_bool(self, section: str, key: str, default: bool) -> bool:
+        value = self.get_optional(section, key)
+        if value is None or value == "":
+            return default
+        try:
+            return _BOOLEANS[value.lower()]
+        except KeyError:
+            raise ConfigError(f"{self._where(section, key)}: {value!r} is not a boolean (use true or false)") from None
+
+    def get_int(self, section: str, key: str, default: int) -> int:
+        value = self.get_optional(section, key)
+        if value is None or value == "":
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{self._where(section, key)}: {value!r} is not a whole number") from None
+
+    def get_size(self, section: str, key: str, default: int) -> int:
+        from lafs.storage.announcement import SizeError, parse_abbreviated_size
+
+        value = self.get_optional(section, key)
+        if value is None or value == "":
+            return default
+        try:
+            return parse_abbreviated_size(value)
+        except SizeError as e:
+            raise ConfigError(f"{self._where(section, key)}: {e}") from None
+
+    @property
+    def nickname(self) -> str:
+        return self.get("node", "nickname", "<unspecified>")
+
+    # --- files ----------------------------------------------------------------------------
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.basedir, *parts)
+
+    def private_path(self, name: str) -> str:
+        return os.path.join(self.basedir, "private", name)
+
+    def read_private(self, name: str) -> str | None:
+        try:
+            with open(self.private_path(name), encoding="utf-8") as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def write_private(self, name: str, text: str) -> None:
+        os.makedirs(self.private_path(""), mode=0o700, exist_ok=True)
+        path = self.private_path(name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+
+    def write_file(self, name: str, text: str) -> None:
+        with open(self.path(name), "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def introducer_furls(self) -> dict[str, str]:
+        """Petname -> fURL, from ``private/introducers.yaml`` and the deprecated ``[client]introducer.furl``."""
+        furls: dict[str, str] = {}
+        data = self._load_yaml("introducers.yaml")
+        if data is not None:
+            introducers = data.get("introducers") if isinstance(data, Mapping) else None
+            if introducers is not None and not isinstance(introducers, Mapping):
+                raise ConfigError(f"{self.private_path('introducers.yaml')}: 'introducers' must be a mapping")
+            for petname, entry in (introducers or {}).items():
+                if not isinstance(entry, Mapping) or not isinstance(entry.get("furl"), str):
+                    raise ConfigError(
+                        f"{self.private_path('introducers.yaml')}: introducer {petname!r} needs a 'furl' string"
+                    )
+                furls[str(petname)] = entry["furl"]
+        legacy = self.get("client", "introducer.furl")
+        if legacy:
+            if "default" in furls:
+                raise ConfigError(
+                    f"{self.config_path}: [client]introducer.furl duplicates the 'default' introducer in introducers.yaml"
+                )
+            furls["default"] = legacy
+        return furls
+
+    def static_servers(self) -> dict[str, Mapping[str, Any]]:
+        """The ``storage`` mapping of ``private/servers.yaml`` (server ID -> {ann: {...}})."""
+        data = self._load_yaml("servers.yaml")
+        if data is None:
+            return {}
+        storage = data.get("storage") if isinstance(data, Mapping) else None
+        if storage is None:
+            return {}
+        if not isinstance(storage, Mapping):
+            raise ConfigError(f"{self.private_path('servers.yaml')}: 'storage' must be a mapping")
+        for server_id, entry in storage.items():
+            ann = entry.get("ann") if isinstance(entry, Mapping) else None
+            if not isinstance(ann, Mapping) or not isinstance(ann.get("anonymous-storage-FURL"), str):
+                raise ConfigError(
+                    f"{self.private_path('servers.yaml')}: server {server_id!r} needs ann.anonymous-storage-FURL"
+                )
+        return {str(k): v for k, v in storage.items()}
+
+    def _load_yaml(self, name: str) -> Any:
+        path = self.private_path(name)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return yaml.safe_load(f)
+        except FileNotFoundError:
+            return None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None

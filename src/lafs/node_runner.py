@@ -1,0 +1,170 @@
+"""Running nodes in this process: logging, pid file, signals, and the one-command local grid."""
+
+from __future__ import annotations
+
+import io as io_module
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+from lafs.cli.main import CommandIO
+from lafs.node import Node
+
+READY_MARKER = os.path.join("logs", "ready")
+
+
+def _start_logging(log_file: str | None, default_path: str) -> None:
+    if log_file == "-":
+        stream: Any = sys.stdout
+    else:
+        path = log_file or default_path
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        stream = open(path, "a", encoding="utf-8")
+    observer: Any = textFileLogObserver(stream)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def run_nodes(
+    basedirs: Sequence[str],
+    io: CommandIO,
+    *,
+    pid_file: str,
+    log_file: str | None,
+    exit_on_stdin_close: bool,
+    announce_web: bool = False,
+    local_grid: tuple[str, int] | None = None,
+) -> int:
+    """Run the nodes in ``basedirs`` until SIGTERM/SIGINT (or stdin closing); return the exit code."""
+    from twisted.internet import reactor as default_reactor
+
+    reactor: Any = default_reactor
+
+    _start_logging(log_file, os.path.join(basedirs[0], "logs", "twistd.log"))
+    for basedir in basedirs:
+        _remove(os.path.join(basedir, READY_MARKER))
+    top = service.MultiService()
+    outcome: dict[str, Any] = {"code": 0}
+
+    async def start() -> None:
+        try:
+            for basedir in basedirs:
+                if local_grid is not None:
+                    _point_at_local_introducer(basedir, local_grid[0])
+                node = Node(basedir, reactor=reactor)
+                node.setServiceParent(top)
+                await node.when_web_listening()
+                if node.introducer_service is not None:
+                    await _wait_for_file(os.path.join(basedir, "private", "introducer.furl"))
+                with open(os.path.join(basedir, READY_MARKER), "w", encoding="ascii") as f:
+                    f.write("ready\n")
+                if announce_web and node.web is not None:
+                    io.stdout.write(f"web UI: {node.web.url}\n")
+                    io.stdout.flush()
+        except Exception as e:
+            io.stderr.write(f"tahoe: cannot start node: {e}\n")
+            outcome["code"] = 1
+            reactor.stop()
+
+    with open(pid_file, "w", encoding="ascii") as f:
+        f.write(f"{os.getpid()}\n")
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.callWhenRunning(lambda: defer.Deferred.fromCoroutine(start()))
+    if exit_on_stdin_close:
+        _exit_when_stdin_closes(reactor)
+    try:
+        reactor.run()
+    finally:
+        if _read(pid_file) == str(os.getpid()):
+            _remove(pid_file)
+        for basedir in basedirs:
+            _remove(os.path.join(basedir, READY_MARKER))
+    return int(outcome["code"])
+
+
+def _exit_when_stdin_closes(reactor: Any) -> None:
+    from twisted.internet import protocol, stdio
+
+    class StdinWatcher(protocol.Protocol):
+        def connectionLost(self, reason: Any = None) -> None:
+            if reactor.running:
+                reactor.stop()
+
+    stdio.StandardIO(StdinWatcher())
+
+
+async def _wait_for_file(path: str, timeout: float = 30) -> None:
+    from twisted.internet import reactor
+
+    for _ in range(int(timeout * 10)):
+        if os.path.exists(path) and os.path.getsize(path):
+            return
+        await task.deferLater(reactor, 0.1, lambda: None)
+    raise TimeoutError(f"{path} did not appear within {timeout:.0f}s")
+
+
+def _point_at_local_introducer(basedir: str, introducer_dir: str) -> None:
+    if basedir == introducer_dir:
+        return
+    furl_path = os.path.join(introducer_dir, "private", "introducer.furl")
+    with open(furl_path, encoding="ascii") as f:
+        furl = f.read().strip()
+    with open(os.path.join(basedir, "private", "introducers.yaml"), "w", encoding="utf-8") as f:
+        yaml.safe_dump({"introducers": {"default": {"furl": furl}}}, f, default_flow_style=False)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def create_local_grid(base: str, storage_nodes: int, webport: int, io: CommandIO) -> list[str]:
+    """Make (once) the node directories of a local grid; return them introducer first."""
+    from lafs.cli.main import run as run_tahoe
+
+    os.makedirs(base, exist_ok=True)
+    introducer = os.path.join(base, "introducer")
+    nodes = [os.path.join(base, f"storage{i}") for i in range(storage_nodes)]
+    client = os.path.join(base, "client")
+    quiet = CommandIO(io_module.StringIO(), io.stderr, io.stdin)
+
+    def create(args: list[str]) -> None:
+        if run_tahoe(args, quiet) != 0:
+            raise RuntimeError(f"could not create {args[-1]}")
+
+    def listen_args() -> list[str]:
+        from lafs.cli.node_commands import _free_tcp_port
+
+        port = _free_tcp_port()
+        return ["--listen=tcp", f"--port=tcp:{port}:interface=127.0.0.1", f"--location=tcp:127.0.0.1:{port}"]
+
+    if not os.path.exists(os.path.join(introducer, "tahoe.cfg")):
+        create(["create-introducer", *listen_args(), introducer])
+    happy = min(7, storage_nodes)
+    total = max(min(10, storage_nodes * 2), happy)
+    needed = min(3, happy)
+    for index, node in enumerate(nodes):
+        if not os.path.exists(os.path.join(node, "tahoe.cfg")):
+            create(["create-node", *listen_args(), "--webport=none", f"--nickname=storage{index}",
+                    f"--shares-needed={needed}", f"--shares-happy={happy}", f"--shares-total={total}", node])
+    if not os.path.exists(os.path.join(client, "tahoe.cfg")):
+        create(["create-client", f"--webport=tcp:{webport}:interface=127.0.0.1", "--nickname=client",
+                f"--shares-needed={needed}", f"--shares-happy={happy}", f"--shares-total={total}", client])
+    return [introducer, *nodes, client]
+
