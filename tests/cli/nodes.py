@@ -1,0 +1,83 @@
+"""Helpers for CLI tests: run our `tahoe` in subprocesses and stop exactly the nodes they started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def tahoe(*args: str, timeout: float = 90, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "lafs", *args], capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"tahoe {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def listen_args() -> list[str]:
+    port = free_port()
+    return ["--listen=tcp", f"--port=tcp:{port}:interface=127.0.0.1", f"--location=tcp:127.0.0.1:{port}"]
+
+
+def pid_of(node: Path) -> int | None:
+    try:
+        return int((node / "running.process").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def stop_pids(pids: list[int]) -> None:
+    """Last-resort cleanup: SIGTERM, then SIGKILL, the PIDs a test started."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def welcome(web_url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(web_url.rstrip("/") + "/?t=json", timeout=10) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def connected(web_url: str) -> int:
+    try:
+        data = welcome(web_url)
+    except OSError:
+        return 0
+    return sum(1 for s in data["servers"] if s["connection_status"].lower().startswith("connected"))
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
