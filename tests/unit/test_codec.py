@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +16,7 @@ from lafs.core.codec import (
     ZfecCodec,
     codec_params,
     immutable_segment_layout,
+    mutable_segment_layout,
     pad_segment,
     parse_codec_params,
 )
@@ -82,3 +86,69 @@ def test_any_k_blocks_decode(params: tuple[int, int], payload: bytes, data: st.D
     blocks = codec.encode(segment)
     chosen = data.draw(st.lists(st.integers(0, total - 1), min_size=needed, max_size=needed, unique=True))
     assert codec.decode({i: blocks[i] for i in chosen}) == segment
+
+
+ORACLE = json.loads((Path(__file__).parent / "data" / "crypto_codec_vectors.json").read_text())
+
+
+@pytest.mark.parametrize("case", ORACLE["cases"], ids=lambda c: f"{c['size']}-{c['needed']}-{c['total']}")
+def test_blocks_match_real_tahoe(case: dict[str, object]) -> None:
+    size, needed, total = case["size"], case["needed"], case["total"]
+    assert isinstance(size, int) and isinstance(needed, int) and isinstance(total, int)
+    segment = pad_segment(bytes((7 * i + 3) % 256 for i in range(size)), needed)
+    assert codec_params(len(segment), needed, total).decode() == case["params"]
+    blocks = ZfecCodec(needed, total).encode(segment)
+    assert {len(block) for block in blocks} == {case["block_size"]}
+    assert [hashlib.sha256(block).hexdigest() for block in blocks] == case["block_sha256"]
+    # Decoding from the last k blocks (all parity when N >= 2k) gives the segment back.
+    assert ZfecCodec(needed, total).decode({i: blocks[i] for i in range(total - needed, total)}) == segment
+
+
+def test_mutable_layouts_match_real_tahoe() -> None:
+    # Observed with real Tahoe 1.20 (facts 13.8): SDMF 1700 bytes -> segsize 1701;
+    # MDMF 307200 bytes -> segsize 131073, 3 segments.
+    sdmf = mutable_segment_layout(1700, 3, 10, mdmf=False)
+    assert (sdmf.segment_size, sdmf.num_segments, sdmf.tail_padded_size) == (1701, 1, 1701)
+    mdmf = mutable_segment_layout(307200, 3, 10, mdmf=True)
+    assert (mdmf.segment_size, mdmf.num_segments, mdmf.block_size) == (131073, 3, 43691)
+    assert mdmf.tail_segment_size == 307200 - 2 * 131073
+    assert mdmf.tail_padded_size == 45054 and mdmf.tail_block_size == 15018
+    # Small MDMF files keep the full segment size (unlike immutable files).
+    assert mutable_segment_layout(10, 3, 10, mdmf=True).segment_size == 131073
+    for mdmf_flag in (False, True):
+        empty = mutable_segment_layout(0, 3, 10, mdmf=mdmf_flag)
+        assert empty.num_segments == 0
+        assert empty.tail_segment_size == 0
+    assert mutable_segment_layout(0, 3, 10, mdmf=False).segment_size == 0
+    with pytest.raises(CodecError):
+        mutable_segment_layout(-1, 3, 10, mdmf=True)
+
+
+def test_decode_rejects_bad_blocks() -> None:
+    codec = ZfecCodec(2, 4)
+    blocks = codec.encode(b"abcdef")
+    with pytest.raises(CodecError, match=r"outside 0\.\.3"):
+        codec.decode({0: blocks[0], 4: blocks[1]})
+    with pytest.raises(CodecError, match="outside"):
+        codec.decode({-1: blocks[0], 1: blocks[1]})
+    with pytest.raises(CodecError, match="same length"):
+        codec.decode({2: blocks[2], 3: blocks[3][:-1]})
+    # More than k blocks is fine: any k of them are used.
+    assert codec.decode(dict(enumerate(blocks))) == b"abcdef"
+    assert codec.decode({1: blocks[1], 3: blocks[3], 2: blocks[2]}) == b"abcdef"
+
+
+@pytest.mark.parametrize("text", [b"", b"1-2-3-4", b"a-3-10", b"10-0-10", b"10-3-257", b"-1-3-10", b"10- 3-10"])
+def test_parse_codec_params_rejects(text: bytes) -> None:
+    with pytest.raises(CodecError):
+        parse_codec_params(text)
+
+
+@given(st.binary(max_size=30))
+def test_parse_codec_params_garbage_raises_only_codec_error(text: bytes) -> None:
+    try:
+        segment_size, needed, total = parse_codec_params(text)
+    except CodecError:
+        return
+    assert 1 <= needed <= total <= 256
+    assert parse_codec_params(codec_params(segment_size, needed, total)) == (segment_size, needed, total)

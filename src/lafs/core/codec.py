@@ -81,6 +81,41 @@ def immutable_segment_layout(file_size: int, max_segment_size: int, needed: int,
     )
 
 
+DEFAULT_MUTABLE_MAX_SEGMENT_SIZE = 131072
+
+
+def mutable_segment_layout(
+    data_length: int, needed: int, total: int, *, mdmf: bool, max_segment_size: int = DEFAULT_MUTABLE_MAX_SEGMENT_SIZE
+) -> SegmentLayout:
+    """Tahoe's mutable segmentation (facts 5.1).
+
+    SDMF is one segment of ``next_multiple(data_length, k)``; MDMF segments are
+    ``next_multiple(128 KiB, k)`` whatever the file size.  Unlike immutable
+    files, an empty mutable file has no segment at all (then the tail and
+    block fields are 0).
+    """
+    check_encoding(needed, total)
+    if data_length < 0 or max_segment_size < 1:
+        raise CodecError("data length must be >= 0 and the maximum segment size >= 1")
+    segment_size = next_multiple(max_segment_size if mdmf else data_length, needed)
+    if data_length == 0:
+        return SegmentLayout(0, segment_size, 0, 0, 0, segment_size // needed, 0, needed, total)
+    num_segments = -(-data_length // segment_size)
+    tail = data_length % segment_size or segment_size
+    tail_padded = next_multiple(tail, needed)
+    return SegmentLayout(
+        file_size=data_length,
+        segment_size=segment_size,
+        num_segments=num_segments,
+        tail_segment_size=tail,
+        tail_padded_size=tail_padded,
+        block_size=segment_size // needed,
+        tail_block_size=tail_padded // needed,
+        needed=needed,
+        total=total,
+    )
+
+
 def pad_segment(segment: bytes, needed: int) -> bytes:
     """Zero-pad a (tail) segment up to a multiple of ``needed``."""
     return segment + b"\x00" * (next_multiple(len(segment), needed) - len(segment))
@@ -120,12 +155,13 @@ class ZfecCodec:
 
     def decode(self, blocks: Mapping[int, bytes]) -> bytes:
         """The (padded) segment from any k blocks, keyed by block number."""
-        if len(blocks) < self.needed:
-            raise CodecError(f"decoding needs {self.needed} blocks, got {len(blocks)}")
-        chosen = sorted(blocks)[: self.needed]
-        for number in chosen:
+        for number in blocks:
             if not 0 <= number < self.total:
                 raise CodecError(f"block number {number} is outside 0..{self.total - 1}")
+        if len(blocks) < self.needed:
+            raise CodecError(f"decoding needs {self.needed} blocks, got {len(blocks)}")
+        # Prefer the primary blocks: they are the data itself, no arithmetic needed.
+        chosen = sorted(blocks)[: self.needed]
         sizes = {len(blocks[number]) for number in chosen}
         if len(sizes) != 1:
             raise CodecError("blocks of one segment must all have the same length")
