@@ -135,3 +135,103 @@ def test_ed25519_rejects_malformed_strings(text: bytes, message: str) -> None:
 def test_ed25519_rejects_malformed_private_strings() -> None:
     with pytest.raises(crypto.KeyFormatError, match="must start with"):
         crypto.ed25519_private_from_string(PUB)
+
+
+INTEROP = json.loads((Path(__file__).parent / "data" / "crypto_interop_vectors.json").read_text())
+MESSAGE = INTEROP["message"].encode()
+
+
+def test_ed25519_key_and_signature_made_by_real_tahoe() -> None:
+    seed = crypto.ed25519_private_from_string(INTEROP["ed25519_private_string"].encode())
+    public = crypto.ed25519_public_from_string(INTEROP["ed25519_public_string"].encode())
+    assert crypto.ed25519_public_from_private(seed) == public
+    assert crypto.ed25519_private_to_string(seed).decode() == INTEROP["ed25519_private_string"]
+    signature = bytes.fromhex(INTEROP["ed25519_signature"])
+    crypto.ed25519_verify(public, MESSAGE, signature)
+    # Ed25519 is deterministic, so our signature is byte-identical to Tahoe's.
+    assert crypto.ed25519_sign(seed, MESSAGE) == signature
+    with pytest.raises(crypto.BadSignatureError):
+        crypto.ed25519_verify(public, MESSAGE, signature[:-1] + bytes([signature[-1] ^ 0x80]))
+    with pytest.raises(crypto.BadSignatureError):
+        crypto.ed25519_verify(public, MESSAGE, signature[:40])
+
+
+def test_legacy_pycryptopp_rsa_key_from_tahoe() -> None:
+    # Public exponent 17, as pycryptopp made keys for mutable files before Tahoe 1.15.
+    private = bytes.fromhex(INTEROP["rsa_legacy_private_der"])
+    public = bytes.fromhex(INTEROP["rsa_legacy_public_der"])
+    assert len(public) == 292  # not 294: the exponent takes one byte
+    assert crypto.rsa_public_der(private) == public
+    assert crypto.rsa_private_der_canonical(private).hex() == INTEROP["rsa_legacy_private_der_as_tahoe_writes_it"]
+    crypto.rsa_verify(public, b"test", bytes.fromhex(INTEROP["rsa_legacy_signature_of_test"]))
+    crypto.rsa_verify(public, MESSAGE, crypto.rsa_sign(private, MESSAGE))
+
+
+def test_rsa_key_and_signature_made_by_lafs_were_accepted_by_real_tahoe() -> None:
+    private = bytes.fromhex(INTEROP["lafs_rsa_private_der"])
+    public = bytes.fromhex(INTEROP["lafs_rsa_public_der"])
+    assert len(public) == 294
+    assert crypto.rsa_public_der(private) == public
+    assert crypto.rsa_private_der_canonical(private) == private
+    crypto.rsa_verify(public, MESSAGE, bytes.fromhex(INTEROP["lafs_rsa_signature"]))
+
+
+def test_rsa_only_2048_bit_private_keys_like_tahoe() -> None:
+    assert INTEROP["rsa_1024_tahoe_error"] == "Private Key must be 2048 bits"
+    with pytest.raises(crypto.KeyFormatError, match="2048-bit"):
+        crypto.rsa_sign(bytes.fromhex(INTEROP["rsa_1024_private_der"]), b"data")
+    with pytest.raises(crypto.KeyFormatError, match="2048-bit"):
+        crypto.rsa_public_der(bytes.fromhex(INTEROP["rsa_1024_private_der"]))
+
+
+def test_rsa_accepts_der_only(our_rsa_key: bytes) -> None:
+    from Crypto.PublicKey import RSA
+
+    pem = RSA.import_key(our_rsa_key).export_key(format="PEM")
+    with pytest.raises(crypto.KeyFormatError, match="DER"):
+        crypto.rsa_sign(pem, b"data")
+    with pytest.raises(crypto.KeyFormatError, match="private key was given where a public key"):
+        crypto.rsa_verify(our_rsa_key, b"data", b"\x00" * 256)
+    # A PKCS#1 ("traditional") DER private key loads, as in Tahoe, and is written back as PKCS#8.
+    pkcs1 = RSA.import_key(our_rsa_key).export_key(format="DER", pkcs=1)
+    assert pkcs1 != our_rsa_key
+    assert crypto.rsa_private_der_canonical(pkcs1) == our_rsa_key
+
+
+def test_rsa_bad_signatures(our_rsa_key: bytes) -> None:
+    public = crypto.rsa_public_der(our_rsa_key)
+    for bad in (b"", b"\x00" * 256, b"\x01" * 255, b"\x01" * 257, crypto.rsa_sign(our_rsa_key, b"other")):
+        with pytest.raises(crypto.BadSignatureError):
+            crypto.rsa_verify(public, b"data", bad)
+
+
+@given(st.binary(max_size=64))
+def test_rsa_garbage_keys_raise_key_format_error(garbage: bytes) -> None:
+    with pytest.raises(crypto.KeyFormatError):
+        crypto.rsa_verify(b"\x30" + garbage, b"data", b"\x00" * 256)
+    with pytest.raises(crypto.KeyFormatError):
+        crypto.rsa_sign(garbage, b"data")
+
+
+@given(st.one_of(st.binary(max_size=80), st.text(max_size=80)))
+def test_ed25519_garbage_strings_raise_key_format_error(garbage: bytes | str) -> None:
+    for parse in (crypto.ed25519_private_from_string, crypto.ed25519_public_from_string):
+        try:
+            key = parse(garbage)
+        except crypto.KeyFormatError:
+            continue
+        assert len(key) == 32
+
+
+def test_aes256_with_iv_matches_real_tahoe_from_any_offset() -> None:
+    key = bytes.fromhex(INTEROP["aes256_key"])
+    iv = bytes.fromhex(INTEROP["aes256_iv"])
+    expected = bytes.fromhex(INTEROP["aes256_ciphertext_of_zeros_100"])
+    zeros = b"\x00" * 100
+    for offset in (0, 1, 16, 31, 32, 33, 99):
+        assert crypto.aes_ctr(key, zeros[offset:], offset=offset, iv=iv) == expected[offset:]
+    stream = crypto.AESCTRStream(key, offset=5, initial_counter=int.from_bytes(iv, "big"))
+    assert stream.process(zeros[5:40]) + stream.process(zeros[40:]) == expected[5:]
+    assert stream.offset == 100
+    with pytest.raises(ValueError, match="negative"):
+        crypto.AESCTRStream(key, offset=-1)

@@ -11,6 +11,7 @@ from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import ECC, RSA
 from Crypto.Signature import eddsa, pss
+from Crypto.Signature.pss import MGF1
 
 from lafs.core import base32
 from lafs.core.errors import Base32Error, FormatError, LafsError
@@ -80,30 +81,40 @@ def aes_ctr(key: bytes, data: bytes, offset: int = 0, iv: bytes | None = None) -
 
 
 def rsa_generate(bits: int = RSA_KEY_SIZE) -> bytes:
-    """A new RSA key (public exponent 65537) as PKCS#8 DER."""
+    """A new RSA key (public exponent 65537) as PKCS#8 DER.
+
+    Only 2048-bit keys can sign (as in Tahoe); ``bits`` exists for tests of
+    that rule.  Randomness comes from pycryptodome's OS-backed generator.
+    """
     key = RSA.generate(bits, e=65537)
     return bytes(key.export_key(format="DER", pkcs=8))
 
 
-def _rsa_private(private_der: bytes) -> RSA.RsaKey:
+def _import_rsa_der(der: bytes, what: str) -> RSA.RsaKey:
+    # pycryptodome also takes PEM and OpenSSH text; Tahoe only ever reads DER
+    # (an ASN.1 SEQUENCE, so its first byte is 0x30).
+    if not isinstance(der, bytes | bytearray) or not der.startswith(b"\x30"):
+        raise KeyFormatError(f"not an RSA {what} key in DER form")
     try:
-        key = RSA.import_key(private_der)
+        return RSA.import_key(bytes(der))
     except (ValueError, IndexError, TypeError) as e:
-        raise KeyFormatError(f"not an RSA private key in DER form: {e}") from None
+        raise KeyFormatError(f"not an RSA {what} key in DER form: {e}") from None
+
+
+def _rsa_private(private_der: bytes) -> RSA.RsaKey:
+    key = _import_rsa_der(private_der, "private")
     if not key.has_private():
         raise KeyFormatError("an RSA public key was given where a private key is needed")
     if key.size_in_bits() != RSA_KEY_SIZE:
-        raise KeyFormatError(f"only {RSA_KEY_SIZE}-bit RSA keys are accepted, got {key.size_in_bits()} bits")
+        # Tahoe 1.20 refuses to load any other size of signing key.
+        raise KeyFormatError(f"only {RSA_KEY_SIZE}-bit RSA private keys are accepted, got {key.size_in_bits()} bits")
     return key
 
 
 def _rsa_public(public_der: bytes) -> RSA.RsaKey:
-    try:
-        key = RSA.import_key(public_der)
-    except (ValueError, IndexError, TypeError) as e:
-        raise KeyFormatError(f"not an RSA public key in DER form: {e}") from None
+    key = _import_rsa_der(public_der, "public")
     if key.has_private():
-        key = key.public_key()
+        raise KeyFormatError("an RSA private key was given where a public key is expected")
     return key
 
 
@@ -118,12 +129,11 @@ def rsa_private_der_canonical(private_der: bytes) -> bytes:
 
 
 def _pss_mask(seed: bytes, length: int) -> bytes:
-    from Crypto.Signature.pss import MGF1
-
     return bytes(MGF1(seed, length, SHA256))
 
 
 def rsa_sign(private_der: bytes, data: bytes) -> bytes:
+    """RSASSA-PSS(SHA-256, MGF1-SHA-256, 32-byte salt) signature of ``data`` (256 bytes)."""
     signer = pss.new(_rsa_private(private_der), mask_func=_pss_mask, salt_bytes=RSA_PSS_SALT_LENGTH)
     return bytes(signer.sign(SHA256.new(data)))
 
