@@ -19,7 +19,7 @@ import lafs
 from lafs.core.errors import LafsError
 
 # Modules that contribute subcommands, in the order their help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("lafs.cli.node_commands", "lafs.cli.debug")
+COMMAND_MODULES: tuple[str, ...] = ("lafs.cli.node_commands", "lafs.cli.file_commands", "lafs.cli.debug")
 
 
 @attrs.define

@@ -16,6 +16,12 @@ class RootResource(Resource):
         super().__init__()
         self.node = node
         self.welcome = WelcomePage(node)
+        if getattr(node, "files", None) is not None:
+            from lafs.web.uri import URIRoot
+
+            uri = URIRoot(node)
+            self.putChild(b"uri", uri)  # type: ignore[arg-type]
+            self.putChild(b"cap", uri)  # type: ignore[arg-type]
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":

@@ -1,0 +1,201 @@
+"""File commands (``put``, ``get``): plain HTTP clients of a running node's web API, like Tahoe's CLI."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import IO, Any
+from urllib.parse import quote, urlsplit
+
+from lafs.cli.main import CommandIO, UsageError
+from lafs.core.errors import LafsError
+
+CHUNK = 1024 * 1024
+
+
+class NodeUnreachableError(LafsError):
+    """The node's web API cannot be reached."""
+
+
+class WebAPIError(LafsError):
+    """The node answered with an error."""
+
+
+def register(subparsers: Any) -> None:
+    put = subparsers.add_parser("put", help="upload a file into the grid and print its cap")
+    put.add_argument("from_file", nargs="?", default="-", metavar="LOCAL_FILE", help="file to upload ('-' or none: stdin)")
+    put.add_argument("to", nargs="?", default=None, metavar="REMOTE_FILE", help=argparse.SUPPRESS)
+    put.add_argument("-m", "--mutable", action="store_true", help="make a mutable file (not supported yet)")
+    put.add_argument("--format", default=None, help="CHK (default), SDMF or MDMF")
+    _add_node_url(put)
+    put.set_defaults(handler=put_command)
+
+    get = subparsers.add_parser("get", help="download a file by its cap")
+    get.add_argument("from_cap", metavar="REMOTE_FILE", help="the file's cap")
+    get.add_argument("to_file", nargs="?", default="-", metavar="LOCAL_FILE", help="where to write ('-' or none: stdout)")
+    _add_node_url(get)
+    get.set_defaults(handler=get_command)
+
+
+def _add_node_url(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--node-url", default=None, help="the node's web API URL (default: from NODEDIR/node.url)")
+
+
+def node_url(options: argparse.Namespace) -> str:
+    if options.node_url:
+        url: str = options.node_url
+    else:
+        nodedir = os.path.expanduser(getattr(options, "node_directory", None) or "~/.tahoe")
+        path = os.path.join(nodedir, "node.url")
+        try:
+            with open(path, encoding="ascii") as f:
+                url = f.read().strip()
+        except FileNotFoundError:
+            raise NodeUnreachableError(
+                f"cannot find {path}: is the node in {nodedir} running? (start it with 'tahoe run {nodedir}')"
+            ) from None
+    if not url.startswith("http://"):
+        raise UsageError(f"the node URL must start with http://, got {url!r}")
+    return url.rstrip("/") + "/"
+
+
+def _connect(url: str) -> http.client.HTTPConnection:
+    parts = urlsplit(url)
+    return http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=3600)
+
+
+def _request(url: str, method: str, path: str, body: IO[bytes] | None, length: int | None, io: CommandIO) -> http.client.HTTPResponse:
+    connection = _connect(url)
+    try:
+        connection.putrequest(method, urlsplit(url).path.rstrip("/") + path)
+        if length is not None:
+            connection.putheader("Content-Length", str(length))
+        connection.endheaders()
+        if body is not None and length:
+            progress = _Progress("uploading", length, io)
+            while chunk := body.read(CHUNK):
+                connection.send(chunk)
+                progress.advance(len(chunk))
+            progress.done()
+        return connection.getresponse()
+    except ConnectionRefusedError:
+        raise NodeUnreachableError(f"the node at {url} is not running (connection refused)") from None
+    except OSError as e:
+        raise NodeUnreachableError(f"cannot talk to the node at {url}: {e}") from None
+
+
+def _check(response: http.client.HTTPResponse, what: str) -> None:
+    if response.status >= 400:
+        message = response.read(10000).decode("utf-8", errors="replace").strip()
+        raise WebAPIError(f"{what} failed: {response.status} {response.reason}: {message}")
+
+
+def put_command(options: argparse.Namespace, io: CommandIO) -> int:
+    if options.to is not None:
+        raise UsageError("uploading to a directory path is not supported yet; 'tahoe put FILE' prints the new cap")
+    fmt = (options.format or ("SDMF" if options.mutable else "CHK")).upper()
+    if fmt not in ("CHK", "SDMF", "MDMF"):
+        raise UsageError(f"--format must be CHK, SDMF or MDMF, not {options.format!r}")
+    url = node_url(options)
+    with _open_source(options.from_file, io) as (source, size):
+        query = "" if fmt == "CHK" else f"?format={fmt}"
+        response = _request(url, "PUT", "/uri" + query, source, size, io)
+        _check(response, "upload")
+        io.stdout.write(response.read().decode("ascii").strip() + "\n")
+    return 0
+
+
+class _open_source:
+    """A seekable source and its size; stdin is spooled to a temporary file first."""
+
+    def __init__(self, name: str, io: CommandIO) -> None:
+        self.name = name
+        self.io = io
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> tuple[IO[bytes], int]:
+        if self.name == "-":
+            spool = tempfile.TemporaryFile()
+            stdin = getattr(self.io.stdin, "buffer", self.io.stdin)
+            shutil.copyfileobj(stdin, spool, CHUNK)
+            spool.seek(0)
+            self._file = spool
+        else:
+            try:
+                self._file = open(self.name, "rb")
+            except OSError as e:
+                raise LafsError(f"cannot read {self.name}: {e.strerror}") from None
+        size = os.fstat(self._file.fileno()).st_size
+        return self._file, size
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def get_command(options: argparse.Namespace, io: CommandIO) -> int:
+    url = node_url(options)
+    cap = options.from_cap.strip()
+    response = _request(url, "GET", "/uri/" + quote(cap, safe=""), None, None, io)
+    _check(response, "download")
+    length = int(response.getheader("Content-Length") or 0)
+    if options.to_file == "-":
+        out: IO[bytes] = getattr(io.stdout, "buffer", None) or sys.stdout.buffer
+        _copy(response, out, length, io)
+        out.flush()
+        return 0
+    partial = options.to_file + ".partial"
+    try:
+        with open(partial, "wb") as f:
+            _copy(response, f, length, io)
+        os.replace(partial, options.to_file)
+    except OSError as e:
+        raise LafsError(f"cannot write {options.to_file}: {e.strerror}") from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+    return 0
+
+
+def _copy(response: http.client.HTTPResponse, out: IO[bytes], length: int, io: CommandIO) -> None:
+    progress = _Progress("downloading", length, io)
+    received = 0
+    while chunk := response.read(CHUNK):
+        out.write(chunk)
+        received += len(chunk)
+        progress.advance(len(chunk))
+    progress.done()
+    if length and received != length:
+        raise WebAPIError(f"download ended early: got {received} of {length} bytes")
+
+
+class _Progress:
+    """A one-line progress indication on stderr, only when stderr is a terminal and the transfer is large."""
+
+    def __init__(self, verb: str, total: int, io: CommandIO) -> None:
+        self.verb = verb
+        self.total = total
+        self.done_bytes = 0
+        self.io = io
+        self.enabled = total >= 8 * CHUNK and getattr(io.stderr, "isatty", lambda: False)()
+        self.started = time.monotonic()
+        self._last = 0.0
+
+    def advance(self, count: int) -> None:
+        self.done_bytes += count
+        now = time.monotonic()
+        if self.enabled and now - self._last > 0.5:
+            self._last = now
+            rate = self.done_bytes / max(now - self.started, 1e-6) / 1e6
+            percent = 100 * self.done_bytes // max(self.total, 1)
+            self.io.stderr.write(f"\r{self.verb}: {percent}% ({rate:.1f} MB/s)")
+            self.io.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.io.stderr.write(f"\r{self.verb}: 100%          \n")

@@ -1,0 +1,270 @@
+"""``/uri``: upload unlinked immutable files, and read files by cap (with ``Range``), as Tahoe's web API does."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.web import http
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from lafs.core import base32, caps
+from lafs.core.errors import LafsError
+
+log = Logger()
+_RANGE = re.compile(r"\Abytes=(\d*)-(\d*)\Z")
+
+
+class WebError(LafsError):
+    """An error with the HTTP status it should produce."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _arg(request: Any, name: str, default: str = "") -> str:
+    values = request.args.get(name.encode(), [])
+    return values[0].decode("utf-8", errors="replace") if values else default
+
+
+def _fail(request: Any, code: int, message: str) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return (message + "\n").encode("utf-8")
+
+
+def _error_code(error: Exception) -> int:
+    from lafs.client.files import NotEnoughSharesError, UploadUnhappinessError
+
+    if isinstance(error, WebError):
+        return error.code
+    if isinstance(error, caps.CapError):
+        return http.BAD_REQUEST
+    if isinstance(error, NotEnoughSharesError):
+        return http.GONE
+    if isinstance(error, UploadUnhappinessError):
+        return http.SERVICE_UNAVAILABLE
+    return http.INTERNAL_SERVER_ERROR
+
+
+def _run(request: Any, work: Any) -> int:
+    """Run an async handler; turn our errors into plain-text HTTP errors, never tracebacks."""
+
+    def failed(failure: Any) -> None:
+        error = failure.value
+        if isinstance(error, LafsError):
+            code, message = _error_code(error), str(error)
+        else:
+            log.failure("web request failed", failure)
+            code, message = http.INTERNAL_SERVER_ERROR, f"internal error: {error!r}"
+        if request.finished or request._disconnected:
+            return
+        if request.startedWriting:
+            # Headers are gone; all we can do is cut the response short.
+            request.loseConnection()
+            return
+        request.write(_fail(request, code, message))
+        request.finish()
+
+    d = defer.Deferred.fromCoroutine(work)
+    d.addErrback(failed)
+    return NOT_DONE_YET
+
+
+class URIRoot(Resource):
+    """``/uri`` and ``/uri/$CAP``."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__()
+        self.node = node
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        if path == b"":
+            return self
+        return CapResource(self.node, unquote(path.decode("utf-8", errors="replace")))
+
+    def render_GET(self, request: Any) -> bytes:
+        cap = _arg(request, "uri")
+        if not cap:
+            return _fail(request, http.BAD_REQUEST, "GET /uri needs a uri= argument (or use GET /uri/$CAP)")
+        request.redirect(b"/uri/" + cap.encode("utf-8").replace(b":", b"%3A"))
+        return b""
+
+    def render_PUT(self, request: Any) -> int | bytes:
+        fmt = _arg(request, "format", "CHK").upper()
+        if _arg(request, "mutable").lower() in ("true", "t", "1", "on") or fmt in ("SDMF", "MDMF"):
+            return _fail(request, http.NOT_IMPLEMENTED, "mutable uploads are not supported by this gateway yet")
+        if fmt != "CHK":
+            return _fail(request, http.BAD_REQUEST, f"unknown format {fmt!r} (expected CHK, SDMF or MDMF)")
+        return _run(request, self._upload(request, request.content))
+
+    def render_POST(self, request: Any) -> int | bytes:
+        t = _arg(request, "t")
+        if t != "upload":
+            return _fail(request, http.BAD_REQUEST, f"POST /uri does not support t={t!r} here (use t=upload)")
+        files = request.args.get(b"file")
+        if not files:
+            return _fail(request, http.BAD_REQUEST, "POST /uri?t=upload needs a 'file' form field")
+        import io
+
+        return _run(request, self._upload(request, io.BytesIO(files[0]), when_done=_arg(request, "when_done")))
+
+    async def _upload(self, request: Any, body: Any, when_done: str = "") -> None:
+        cap = await self.node.files.upload(body)
+        if when_done:
+            request.redirect(when_done.encode("utf-8"))
+            request.finish()
+            return
+        request.setResponseCode(http.OK)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.write(cap.encode("ascii"))
+        request.finish()
+
+
+class CapResource(Resource):
+    """``/uri/$CAP``: a file's bytes, its JSON description, or its info page."""
+
+    isLeaf = True
+
+    def __init__(self, node: Any, cap_text: str) -> None:
+        super().__init__()
+        self.node = node
+        self.cap_text = cap_text
+
+    def _parse(self) -> caps.FileCap | caps.DirectoryCap:
+        return caps.from_string_strict(self.cap_text)
+
+    def render_GET(self, request: Any) -> int | bytes:
+        try:
+            cap = self._parse()
+        except caps.CapError as e:
+            return _fail(request, http.BAD_REQUEST, f"Invalid cap: {e}")
+        if request.postpath and any(request.postpath):
+            return _fail(request, http.NOT_FOUND, "paths below a cap need directory support, which is not here yet")
+        t = _arg(request, "t")
+        if t == "json":
+            return self._json(request, cap)
+        if t == "info":
+            return self._info(request, cap)
+        if t == "uri":
+            return cap.to_string().encode("ascii")
+        if t == "readonly-uri":
+            return cap.get_readonly().to_string().encode("ascii")
+        if t:
+            return _fail(request, http.BAD_REQUEST, f"unknown t={t!r} for a file")
+        if isinstance(cap, caps.DirectoryCap) or cap.is_mutable():
+            return _fail(request, http.NOT_IMPLEMENTED, f"{cap.kind} caps are not readable through this gateway yet")
+        if not isinstance(cap, caps.LiteralFileCap | caps.CHKFileCap):
+            return _fail(request, http.BAD_REQUEST, "a verify cap cannot be used to read a file")
+        return _run(request, self._send(request, cap))
+
+    def render_HEAD(self, request: Any) -> int | bytes:
+        return self.render_GET(request)
+
+    async def _send(self, request: Any, cap: caps.LiteralFileCap | caps.CHKFileCap) -> None:
+        size = len(cap.data) if isinstance(cap, caps.LiteralFileCap) else cap.size
+        first, last = 0, size - 1
+        header = request.getHeader(b"range")
+        partial = False
+        if header:
+            parsed = _parse_range(header.decode("latin-1"), size)
+            if parsed is None:
+                request.setResponseCode(http.REQUESTED_RANGE_NOT_SATISFIABLE)
+                request.setHeader(b"content-range", f"bytes */{size}".encode())
+                request.finish()
+                return
+            first, last = parsed
+            partial = True
+        length = max(0, last - first + 1)
+        filename = _arg(request, "filename")
+        request.setHeader(b"content-type", b"application/octet-stream")
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setHeader(b"etag", f'"{_etag(cap)}"'.encode())
+        if _arg(request, "save").lower() in ("true", "t", "1", "on") and filename:
+            request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
+        if partial:
+            request.setResponseCode(http.PARTIAL_CONTENT)
+            request.setHeader(b"content-range", f"bytes {first}-{last}/{size}".encode())
+        request.setHeader(b"content-length", str(length).encode())
+        if request.method == b"HEAD" or length == 0:
+            request.finish()
+            return
+        if isinstance(cap, caps.LiteralFileCap):
+            request.write(cap.data[first : last + 1])
+        else:
+            # Fail before the first byte when the file cannot be found, so the client gets a status.
+            await self.node.files.download(cap, request.write, offset=first, length=length)
+        request.finish()
+
+    def _json(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return (json.dumps(file_json(cap), indent=1) + "\n").encode("utf-8")
+
+    def _info(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        esc = html.escape
+        info = file_json(cap)[1]
+        si = cap.get_storage_index()
+        rows = [
+            ("Object type", "mutable file" if cap.is_mutable() else "immutable file"),
+            ("Format", str(info.get("format", ""))),
+            ("Size", str(info.get("size", "?"))),
+            ("Storage index", base32.b2a(si) if si else "none (the data is in the cap)"),
+            ("Read-only cap", str(info.get("ro_uri", ""))),
+            ("Verify cap", str(info.get("verify_uri", "none"))),
+        ]
+        body = "".join(f"<tr><th>{esc(k)}</th><td><code>{esc(v)}</code></td></tr>" for k, v in rows)
+        return (
+            "<!DOCTYPE html><html><head><meta charset='utf-8'><title>File info</title></head>"
+            f"<body><h1>File info</h1><table>{body}</table></body></html>\n"
+        ).encode()
+
+
+def file_json(cap: caps.FileCap | caps.DirectoryCap) -> list[Any]:
+    """Tahoe's ``["filenode", {...}]`` description of a file cap."""
+    info: dict[str, Any] = {"mutable": cap.is_mutable()}
+    if isinstance(cap, caps.LiteralFileCap):
+        info.update(format="CHK", size=len(cap.data))
+    elif isinstance(cap, caps.CHKFileCap):
+        info.update(format="CHK", size=cap.size)
+    elif isinstance(cap, caps.MDMFWriteCap | caps.MDMFReadCap):
+        info["format"] = "MDMF"
+    elif isinstance(cap, caps.SSKWriteCap | caps.SSKReadCap):
+        info["format"] = "SDMF"
+    if not cap.is_readonly():
+        info["rw_uri"] = cap.to_string()
+    info["ro_uri"] = cap.get_readonly().to_string()
+    verifier = cap.get_verify_cap()
+    if verifier is not None:
+        info["verify_uri"] = verifier.to_string()
+    kind = "dirnode" if isinstance(cap, caps.DirectoryCap) else "filenode"
+    return [kind, info]
+
+
+def _etag(cap: caps.LiteralFileCap | caps.CHKFileCap) -> str:
+    return base32.b2a(cap.get_storage_index() or cap.to_bytes()[:16])
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a single ``bytes=`` range, or None when it cannot be satisfied."""
+    match = _RANGE.match(header.strip())
+    if match is None or size == 0:
+        return None
+    start, end = match.groups()
+    if start == "":
+        if end == "":
+            return None
+        suffix = int(end)
+        return (max(0, size - suffix), size - 1) if suffix > 0 else None
+    first = int(start)
+    last = min(int(end), size - 1) if end else size - 1
+    if first >= size or last < first:
+        return None
+    return first, last
