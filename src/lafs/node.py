@@ -67,6 +67,7 @@ class Node(service.MultiService):
         self.introducer_service: Any = None
         self.introducer_clients: list[Any] = []
         self.storage_broker: Any = None
+        self.files: Any = None
         self.web: Any = None
         if self.kind == "introducer":
             self._setup_introducer()
@@ -214,6 +215,9 @@ class Node(service.MultiService):
             client.subscribe_to("storage", self.storage_broker.got_announcement)
             client.setServiceParent(self)
             self.introducer_clients.append(client)
+        from lafs.client.files import FileService
+
+        self.files = FileService(self)
         if self.config.get_bool("storage", "enabled", True):
             self._setup_storage()
 

@@ -1,0 +1,77 @@
+"""The client's file service: upload and download immutable files over the grid the broker knows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from lafs.client.storage_client import FoolscapStorageClient
+from lafs.core import caps
+from lafs.immutable.download import NotEnoughSharesError, download_immutable
+from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
+
+__all__ = ["FileService", "FileSource", "NotEnoughSharesError", "UploadUnhappinessError"]
+
+
+class FileSource:
+    """A seekable binary file seen as ``size`` + ``read(offset, length)`` (what the uploader reads)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        stream.seek(0, os.SEEK_END)
+        self.size = stream.tell()
+        stream.seek(0)
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._stream.seek(offset)
+        return self._stream.read(length)
+
+
+class FileService:
+    """What the web gateway and CLI need: ``upload(stream) -> cap`` and ``download(cap, write, ...)``."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    @property
+    def encoding(self) -> tuple[int, int, int]:
+        config = self.node.config
+        return (
+            config.get_int("client", "shares.needed", 3),
+            config.get_int("client", "shares.happy", 7),
+            config.get_int("client", "shares.total", 10),
+        )
+
+    @property
+    def max_segment_size(self) -> int:
+        return self.node.config.get_int("client", "shares._max_immutable_segment_size_for_testing", 1024 * 1024)
+
+    def _servers(self, storage_index: bytes | None = None) -> list[Any]:
+        broker = self.node.storage_broker
+        handles = broker.permuted_servers(storage_index) if storage_index is not None else broker.connected_servers()
+        return [
+            FoolscapStorageClient(handle.rref, handle.server_id, handle.version)
+            for handle in handles
+            if handle.rref is not None
+        ]
+
+    async def upload(self, stream: BinaryIO, *, convergence: bool = True) -> str:
+        source = FileSource(stream)
+        needed, happy, total = self.encoding
+        result = await upload_immutable(
+            source,
+            convergence_secret=self.node.convergence_secret if convergence else None,
+            needed=needed,
+            happy=happy,
+            total=total,
+            max_segment_size=self.max_segment_size,
+            servers_for=self._servers,
+            lease_secret=self.node.lease_secret,
+        )
+        return str(result.cap.to_string())
+
+    async def download(
+        self, cap: caps.CHKFileCap, write: Callable[[bytes], None], *, offset: int = 0, length: int | None = None
+    ) -> None:
+        await download_immutable(cap, self._servers(cap.get_storage_index()), sink=write, offset=offset, length=length)

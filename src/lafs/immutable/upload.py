@@ -1,0 +1,309 @@
+"""Immutable (CHK) upload: encrypt, segment, erasure-code, hash, place shares on servers, push.
+
+Memory stays bounded by the segment size times the pipeline depth: the file
+is read twice from its source (once for the convergent key, once to encode)
+and never held whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from lafs.client.storage_client import BucketWriterClient, ServerError, StorageServerClient
+from lafs.core import caps, hashes
+from lafs.core.codec import ZfecCodec, immutable_segment_layout, pad_segment
+from lafs.core.crypto import AESCTRStream
+from lafs.core.errors import LafsError
+from lafs.core.happiness import happiness
+from lafs.core.hashtree import HashTree
+from lafs.core.share_layout import (
+    UriExtension,
+    allocated_size,
+    immutable_share_offsets,
+    num_share_hashes,
+    pack_hashes,
+    pack_share_hash_chain,
+    pack_ueb_with_length,
+)
+
+log = Logger()
+PIPELINE_SEGMENTS = 3
+"""How many segments may be in flight to the servers at once."""
+HASH_READ_SIZE = 1024 * 1024
+
+
+class UploadUnhappinessError(LafsError):
+    """Shares could not be placed on enough distinct servers."""
+
+
+class DataSource(Protocol):
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+
+@attrs.frozen
+class UploadResult:
+    cap: caps.LiteralFileCap | caps.CHKFileCap
+    happiness: int = 0
+    placements: dict[str, frozenset[int]] = attrs.field(factory=dict)
+
+
+def convergent_key(source: DataSource, needed: int, total: int, segment_size: int, secret: bytes) -> bytes:
+    hasher = hashes.convergence_hasher(needed, total, segment_size, secret)
+    for offset in range(0, source.size, HASH_READ_SIZE):
+        hasher.update(source.read(offset, HASH_READ_SIZE))
+    return hasher.digest()
+
+
+class _Share:
+    """One share being written to one server."""
+
+    def __init__(self, shnum: int, server: StorageServerClient, writer: BucketWriterClient) -> None:
+        self.shnum = shnum
+        self.server = server
+        self.writer = writer
+        self.failed = False
+        self.pending: list[defer.Deferred[Any]] = []
+
+    def write(self, offset: int, data: bytes) -> defer.Deferred[Any]:
+        d = defer.Deferred.fromCoroutine(self.writer.write(offset, data))
+        d.addErrback(self._failed)
+        return d
+
+    def _failed(self, failure: Any) -> None:
+        if not self.failed:
+            log.warn("share {n} on {s} failed: {e}", n=self.shnum, s=self.server.server_id, e=failure.getErrorMessage())
+        self.failed = True
+
+
+async def upload_immutable(
+    source: DataSource,
+    *,
+    convergence_secret: bytes | None,
+    needed: int,
+    happy: int,
+    total: int,
+    servers_for: Callable[[bytes], Sequence[StorageServerClient]],
+    lease_secret: bytes,
+    max_segment_size: int = 1024 * 1024,
+) -> UploadResult:
+    """Upload ``source``; return its cap.  ``servers_for(storage_index)`` gives servers in permuted order."""
+    size = source.size
+    if size <= caps.LIT_SIZE_THRESHOLD:
+        return UploadResult(caps.LiteralFileCap(source.read(0, size)))
+    layout = immutable_segment_layout(size, max_segment_size, needed, total)
+    if convergence_secret is None:
+        key = os.urandom(16)
+    else:
+        key = await _in_thread(convergent_key, source, needed, total, layout.segment_size, convergence_secret)
+    storage_index = hashes.storage_index_hash(key)
+    renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index)
+    cancel = hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index)
+
+    offsets = immutable_share_offsets(layout.block_size, layout.share_data_size, layout.num_segments, num_share_hashes(total))
+    ueb_template = _ueb(layout, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32)
+    share_size = allocated_size(offsets, len(ueb_template.to_bytes()))
+
+    servers = list(servers_for(storage_index))
+    shares, existing = await _place_shares(servers, storage_index, renew, cancel, share_size, needed, happy, total)
+
+    codec = ZfecCodec(needed, total)
+    encryptor = AESCTRStream(key)
+    crypttext_hasher = hashes.crypttext_hasher()
+    segment_hashes: list[bytes] = []
+    block_hashes: list[list[bytes]] = [[] for _ in range(total)]
+    in_flight: list[list[defer.Deferred[Any]]] = []
+
+    for segnum in range(layout.num_segments):
+        offset, length = layout.segment_range(segnum)
+        plaintext = source.read(offset, length)
+        if len(plaintext) != length:
+            raise LafsError(f"the file shrank while it was being uploaded (segment {segnum})")
+        crypttext = encryptor.process(plaintext)
+        crypttext_hasher.update(crypttext)
+        segment_hashes.append(hashes.crypttext_segment_hash(crypttext))
+        blocks = codec.encode(pad_segment(crypttext, needed))
+        for shnum, block in enumerate(blocks):
+            block_hashes[shnum].append(hashes.block_hash(block))
+        writes = [
+            share.write(offsets.data + segnum * layout.block_size, blocks[share.shnum])
+            for share in shares
+            if not share.failed
+        ]
+        in_flight.append(writes)
+        if len(in_flight) >= PIPELINE_SEGMENTS:
+            await defer.DeferredList(in_flight.pop(0))
+        _check_happiness(shares, existing, happy, needed)
+    for writes in in_flight:
+        await defer.DeferredList(writes)
+
+    crypttext_tree = HashTree(segment_hashes)
+    block_trees = [HashTree(leaves) for leaves in block_hashes]
+    share_tree = HashTree([tree.root for tree in block_trees])
+    ueb = _ueb(layout, crypttext_hasher.digest(), crypttext_tree.root, share_tree.root)
+    ueb_bytes = ueb.to_bytes()
+    header = offsets.pack()
+    tail_writes = []
+    for share in shares:
+        if share.failed:
+            continue
+        chain = [(i, share_tree[i]) for i in share_tree.needed_hashes(share.shnum, include_leaf=True)]
+        pieces = [
+            (0, header),
+            (offsets.crypttext_hash_tree, pack_hashes(crypttext_tree)),
+            (offsets.block_hashes, pack_hashes(block_trees[share.shnum])),
+            (offsets.share_hashes, pack_share_hash_chain(chain)),
+            (offsets.uri_extension, pack_ueb_with_length(offsets, ueb_bytes)),
+        ]
+        for where, data in pieces:
+            tail_writes.append(share.write(where, data))
+    await defer.DeferredList(tail_writes)
+    closes = [defer.Deferred.fromCoroutine(_close(share)) for share in shares if not share.failed]
+    await defer.DeferredList(closes)
+    placements = _check_happiness(shares, existing, happy, needed)
+    cap = caps.CHKFileCap(key, hashes.uri_extension_hash(ueb_bytes), needed, total, size)
+    return UploadResult(cap, happiness(placements), {s: frozenset(n) for s, n in placements.items()})
+
+
+async def _close(share: _Share) -> None:
+    try:
+        await share.writer.close()
+    except ServerError as e:
+        log.warn("closing share {n} on {s} failed: {e}", n=share.shnum, s=share.server.server_id, e=str(e))
+        share.failed = True
+
+
+def _ueb(layout: Any, crypttext_hash: bytes, crypttext_root: bytes, share_root: bytes) -> UriExtension:
+    return UriExtension(
+        codec_name=b"crs",
+        codec_params=layout.codec_params(),
+        tail_codec_params=layout.tail_codec_params(),
+        size=layout.file_size,
+        segment_size=layout.segment_size,
+        num_segments=layout.num_segments,
+        needed_shares=layout.needed,
+        total_shares=layout.total,
+        crypttext_hash=crypttext_hash,
+        crypttext_root_hash=crypttext_root,
+        share_root_hash=share_root,
+    )
+
+
+def _placements(shares: Sequence[_Share], existing: dict[str, set[int]]) -> dict[str, set[int]]:
+    placements = {server: set(held) for server, held in existing.items()}
+    for share in shares:
+        if not share.failed:
+            placements.setdefault(share.server.server_id, set()).add(share.shnum)
+    return placements
+
+
+def _check_happiness(shares: Sequence[_Share], existing: dict[str, set[int]], happy: int, needed: int) -> dict[str, set[int]]:
+    placements = _placements(shares, existing)
+    found = happiness(placements)
+    if found < happy:
+        for share in shares:
+            if not share.failed:
+                share.failed = True
+                defer.Deferred.fromCoroutine(share.writer.abort()).addErrback(lambda _: None)
+        raise UploadUnhappinessError(_unhappy_message(found, happy, needed))
+    return placements
+
+
+def _unhappy_message(found: int, happy: int, needed: int) -> str:
+    return (
+        f"shares could be placed or found on only {found} server(s); this upload needs them on at least "
+        f"{happy} server(s) such that any {needed} of them have enough shares to recover the file"
+    )
+
+
+async def _place_shares(
+    servers: Sequence[StorageServerClient],
+    storage_index: bytes,
+    renew: bytes,
+    cancel: bytes,
+    share_size: int,
+    needed: int,
+    happy: int,
+    total: int,
+) -> tuple[list[_Share], dict[str, set[int]]]:
+    """Ask servers for existing shares and allocate the rest, spreading over distinct servers."""
+    candidates = list(servers)[: 2 * total] if len(servers) > 2 * total else list(servers)
+    writable = [s for s in candidates if _fits(s, share_size)]
+    # Existing shares: allocate_buckets with no share numbers reports what a server holds.
+    queries = [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, renew, cancel, set(), share_size)) for s in writable]
+    answers = await defer.DeferredList(queries, consumeErrors=True)
+    existing: dict[str, set[int]] = {}
+    alive: list[StorageServerClient] = []
+    for server, (ok, result) in zip(writable, answers, strict=True):
+        if ok:
+            alive.append(server)
+            if result[0]:
+                existing[server.server_id] = set(result[0])
+    shares: list[_Share] = []
+    unplaced = set(range(total)) - set().union(*existing.values()) if existing else set(range(total))
+    refused: set[str] = set()
+    for _ in range(3):
+        if not unplaced:
+            break
+        usable = [s for s in alive if s.server_id not in refused]
+        if not usable:
+            break
+        holding = {server_id for server_id, held in _placements(shares, existing).items() if held}
+        # Servers that hold nothing yet come first, so distinct servers get distinct shares.
+        order = [s for s in usable if s.server_id not in holding] + [s for s in usable if s.server_id in holding]
+        plan: dict[str, set[int]] = {}
+        for index, shnum in enumerate(sorted(unplaced)):
+            plan.setdefault(order[index % len(order)].server_id, set()).add(shnum)
+        by_id = {s.server_id: s for s in usable}
+        requests = []
+        for server_id, wanted in plan.items():
+            wanted &= unplaced
+            if wanted:
+                requests.append((by_id[server_id], wanted))
+        if not requests:
+            break
+        results = await defer.DeferredList(
+            [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, renew, cancel, w, share_size)) for s, w in requests],
+            consumeErrors=True,
+        )
+        for (server, wanted), (ok, result) in zip(requests, results, strict=True):
+            if not ok:
+                refused.add(server.server_id)
+                continue
+            already, writers = result
+            if already:
+                existing.setdefault(server.server_id, set()).update(already)
+                unplaced -= set(already)
+            for shnum, writer in writers.items():
+                shares.append(_Share(shnum, server, writer))
+                unplaced.discard(shnum)
+            if wanted - set(writers) - set(already):
+                refused.add(server.server_id)
+    found = happiness(_placements(shares, existing))
+    if found < happy or unplaced:
+        for share in shares:
+            defer.Deferred.fromCoroutine(share.writer.abort()).addErrback(lambda _: None)
+        if found >= happy and unplaced:
+            raise UploadUnhappinessError(f"could not place shares {sorted(unplaced)} on any server")
+        raise UploadUnhappinessError(_unhappy_message(found, happy, needed))
+    return shares, existing
+
+
+def _fits(server: StorageServerClient, share_size: int) -> bool:
+    try:
+        return server.maximum_immutable_share_size() >= share_size
+    except ServerError:
+        return False
+
+
+async def _in_thread(function: Callable[..., bytes], *args: Any) -> bytes:
+    from twisted.internet import threads
+
+    return await threads.deferToThread(function, *args)
