@@ -1,0 +1,83 @@
+"""Immutable files across implementations: the same caps as real Tahoe 1.20, and each reads the other's uploads."""
+
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.cli.nodes import connected, pid_of, stop_pids, tahoe, wait_for
+from tests.interop import harness
+
+SIZES = [56, 1000, 131073, 1024 * 1024, 1024 * 1024 + 1, 2 * 1024 * 1024 + 12345]
+
+
+@pytest.fixture(scope="module")
+def our_client(real_grid: harness.RealGrid, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Our client node on the real grid, with the real client's convergence secret and encoding."""
+    client = tmp_path_factory.mktemp("ours") / "client"
+    web_port = harness.free_port()
+    tahoe(
+        "create-client",
+        f"--introducer={real_grid.introducer_furl}",
+        f"--webport=tcp:{web_port}:interface=127.0.0.1",
+        "--shares-needed=1", "--shares-happy=1", "--shares-total=3",
+        str(client),
+    )
+    secret = (real_grid.client_dir / "private" / "convergence").read_text()
+    (client / "private").mkdir(exist_ok=True)
+    (client / "private" / "convergence").write_text(secret)
+    tahoe("start", str(client))
+    pid = pid_of(client)
+    assert pid is not None
+    try:
+        web_url = f"http://127.0.0.1:{web_port}/"
+        wait_for(lambda: connected(web_url) == len(real_grid.storage_nodes), 90, "the real storage servers")
+        yield str(client)
+    finally:
+        stop_pids([pid])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    base = tmp_path_factory.mktemp("files")
+    made = {}
+    for size in SIZES:
+        path = base / f"f{size}"
+        path.write_bytes(os.urandom(size))
+        made[size] = path
+    return made
+
+
+def test_same_caps_as_real_tahoe(real_grid: harness.RealGrid, our_client: str, files: dict[int, Path]) -> None:
+    for size, path in files.items():
+        real_cap = real_grid.cli("put", str(path)).stdout.strip()
+        our_cap = tahoe("-d", our_client, "put", str(path)).stdout.strip()
+        assert our_cap == real_cap, f"size {size}"
+
+
+def test_real_tahoe_reads_what_we_upload(real_grid: harness.RealGrid, our_client: str, tmp_path: Path) -> None:
+    source = tmp_path / "ours.bin"
+    source.write_bytes(os.urandom(1_500_000))
+    # Fresh random bytes: the real grid cannot already hold these shares.
+    cap = tahoe("-d", our_client, "put", str(source)).stdout.strip()
+    out = tmp_path / "real-read.bin"
+    real_grid.cli("get", cap, str(out))
+    assert out.read_bytes() == source.read_bytes()
+
+
+def test_we_read_what_real_tahoe_uploads(real_grid: harness.RealGrid, our_client: str, tmp_path: Path) -> None:
+    source = tmp_path / "real.bin"
+    source.write_bytes(os.urandom(2_500_000))
+    cap = real_grid.cli("put", str(source)).stdout.strip()
+    out = tmp_path / "our-read.bin"
+    tahoe("-d", our_client, "get", cap, str(out))
+    assert out.read_bytes() == source.read_bytes()
+    # A range read through our gateway.
+    url = (Path(our_client) / "node.url").read_text().strip() + "uri/" + cap.replace(":", "%3A")
+    request = urllib.request.Request(url, headers={"Range": "bytes=1000000-1000099"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status == 206
+        assert response.read() == source.read_bytes()[1000000:1000100]
