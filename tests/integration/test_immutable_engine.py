@@ -1,0 +1,226 @@
+"""Immutable upload/download on an in-process grid of 10 servers (3-of-10, happy 7), with faults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet.task import Clock
+
+from lafs.client.files import FileSource
+from lafs.client.storage_client import InProcessStorageClient
+from lafs.core import caps, hashes
+from lafs.immutable.download import NotEnoughSharesError, download_immutable
+from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
+from lafs.storage.server import StorageServer
+
+SEGMENT = 4096
+SECRET = b"s" * 32
+LEASE = b"l" * 32
+
+
+class Grid:
+    def __init__(self, base: Path, count: int = 10) -> None:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        self.clients = [
+            InProcessStorageClient(StorageServer(str(base / f"s{i}"), bytes([i]) * 20, clock=clock), f"v0-server{i:02d}")
+            for i in range(count)
+        ]
+
+    def permuted(self, storage_index: bytes) -> list[InProcessStorageClient]:
+        return sorted(self.clients, key=lambda c: hashes.permute_server_hash(storage_index, c.server_id.encode()))
+
+    def share_files(self, storage_index: bytes) -> list[Path]:
+        from lafs.core import base32
+
+        encoded = base32.b2a(storage_index)
+        found = []
+        for client in self.clients:
+            bucket = Path(client.server.shares_dir) / encoded[:2] / encoded
+            found += sorted(bucket.glob("[0-9]*"))
+        return found
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Grid:
+    return Grid(tmp_path)
+
+
+class BytesSource:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+        self.largest_read = 0
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.largest_read = max(self.largest_read, length)
+        return self.data[offset : offset + length]
+
+
+async def upload(grid: Grid, data: bytes, happy: int = 7, convergence: bytes | None = SECRET) -> caps.CHKFileCap | caps.LiteralFileCap:
+    result = await upload_immutable(
+        BytesSource(data),
+        convergence_secret=convergence,
+        needed=3,
+        happy=happy,
+        total=10,
+        servers_for=grid.permuted,
+        lease_secret=LEASE,
+        max_segment_size=SEGMENT,
+    )
+    return result.cap
+
+
+async def download(grid: Grid, cap: caps.CHKFileCap, offset: int = 0, length: int | None = None) -> bytes:
+    out: list[bytes] = []
+    await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=out.append, offset=offset, length=length)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 56, SEGMENT - 1, SEGMENT, SEGMENT + 1, 5 * SEGMENT + 7])
+@pytest_twisted.ensureDeferred
+async def test_round_trip_sizes(grid: Grid, size: int) -> None:
+    data = os.urandom(size)
+    cap = await upload(grid, data)
+    if size <= 55:
+        assert isinstance(cap, caps.LiteralFileCap) and cap.data == data
+        return
+    assert isinstance(cap, caps.CHKFileCap) and (cap.needed, cap.total, cap.size) == (3, 10, size)
+    assert await download(grid, cap) == data
+    # One share per server: ten distinct servers hold the ten shares.
+    assert len(grid.share_files(cap.get_storage_index())) == 10
+
+
+@pytest_twisted.ensureDeferred
+async def test_convergence_gives_the_same_cap(grid: Grid) -> None:
+    data = os.urandom(3 * SEGMENT)
+    first = await upload(grid, data)
+    assert await upload(grid, data) == first
+    assert await upload(grid, data, convergence=b"other") != first
+    assert await upload(grid, data, convergence=None) != first
+
+
+@pytest_twisted.ensureDeferred
+async def test_range_reads(grid: Grid) -> None:
+    data = os.urandom(7 * SEGMENT + 100)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    for offset, length in [(0, 1), (SEGMENT - 1, 2), (3 * SEGMENT + 5, SEGMENT * 2), (len(data) - 10, 100)]:
+        assert await download(grid, cap, offset, length) == data[offset : offset + length]
+
+
+@pytest_twisted.ensureDeferred
+async def test_download_survives_any_seven_servers_stopped(grid: Grid) -> None:
+    data = os.urandom(4 * SEGMENT + 3)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    for start in (0, 3, 7):
+        for client in grid.clients:
+            client.stopped = False
+        for index in range(7):
+            grid.clients[(start + index) % 10].stopped = True
+        assert await download(grid, cap) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_download_fails_clearly_with_eight_stopped(grid: Grid) -> None:
+    data = os.urandom(2 * SEGMENT)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    for client in grid.clients[:8]:
+        client.stopped = True
+    with pytest.raises(NotEnoughSharesError, match=r"found 2 distinct share\(s\).*3 are needed"):
+        await download(grid, cap)
+
+
+@pytest_twisted.ensureDeferred
+async def test_corrupt_shares_are_detected_and_reported(grid: Grid) -> None:
+    data = os.urandom(3 * SEGMENT + 17)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    files = grid.share_files(cap.get_storage_index())
+    # Flip a byte inside the block data of 7 of the 10 shares.
+    for path in files[:7]:
+        raw = bytearray(path.read_bytes())
+        raw[12 + 0x24 + 100] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    assert await download(grid, cap) == data
+    reports = [p for c in grid.clients for p in Path(c.server.corruption_dir).iterdir()]
+    assert reports, "corrupt shares were not reported with advise_corrupt_share"
+    assert all("report: Share Corruption" in p.read_text() for p in reports)
+
+
+@pytest_twisted.ensureDeferred
+async def test_corrupt_ueb_and_hash_trees_are_not_trusted(grid: Grid) -> None:
+    data = os.urandom(2 * SEGMENT + 1)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    for path in grid.share_files(cap.get_storage_index())[:7]:
+        raw = bytearray(path.read_bytes())
+        raw[-72 - 50] ^= 0x01  # inside the UEB, just before the lease record
+        raw[-72 - 400] ^= 0x01  # inside the hash regions
+        path.write_bytes(bytes(raw))
+    assert await download(grid, cap) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_fails_when_happiness_cannot_be_met(grid: Grid) -> None:
+    for client in grid.clients[:4]:
+        client.stopped = True
+    with pytest.raises(UploadUnhappinessError, match="only 6 server"):
+        await upload(grid, os.urandom(2 * SEGMENT))
+    # Nothing partial is left visible on the servers that were up.
+    assert all(not c.server.get_buckets(b"x" * 16) for c in grid.clients[4:])
+
+
+@pytest_twisted.ensureDeferred
+async def test_upload_succeeds_when_happiness_still_holds(grid: Grid) -> None:
+    for client in grid.clients[:3]:
+        client.stopped = True
+    data = os.urandom(2 * SEGMENT)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    assert await download(grid, cap) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_servers_dying_during_upload(grid: Grid) -> None:
+    # Two servers die after their first writes: 8 left, still happy.
+    for client in grid.clients[:2]:
+        client.fail_writes_after = 1
+    data = os.urandom(6 * SEGMENT)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    for client in grid.clients:
+        client.stopped = False
+    assert await download(grid, cap) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_unhappy_upload_never_reports_success(grid: Grid) -> None:
+    for client in grid.clients[:4]:
+        client.fail_writes_after = 1
+    with pytest.raises(UploadUnhappinessError):
+        await upload(grid, os.urandom(6 * SEGMENT))
+
+
+@pytest_twisted.ensureDeferred
+async def test_memory_is_bounded_by_segments(grid: Grid) -> None:
+    source = BytesSource(os.urandom(40 * SEGMENT))
+    await upload_immutable(
+        source, convergence_secret=SECRET, needed=3, happy=7, total=10,
+        servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT,
+    )
+    # The uploader never asks for more than a segment (or a hashing chunk) at a time.
+    assert source.largest_read <= max(SEGMENT + 2, 1024 * 1024)
+
+
+def test_file_source_reads_a_stream(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    with path.open("rb") as f:
+        source = FileSource(f)
+        assert source.size == 10 and source.read(3, 4) == b"3456"
