@@ -96,6 +96,7 @@ def start_lafs_grid(base: Path) -> Grid:
 
 def start_tahoe_grid(base: Path) -> Grid:
     grid = Grid("tahoe", base)
+    base.mkdir(parents=True, exist_ok=True)
     real = harness.start_real_grid(base, num_storage=SERVERS, needed=NEEDED, happy=HAPPY, total=TOTAL)
     grid.pids = [node.pid for node in real.nodes()]
     grid.client_pid = real.client.pid
