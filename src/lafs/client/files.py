@@ -72,6 +72,14 @@ class FileService:
         return str(result.cap.to_string())
 
     async def download(
-        self, cap: caps.CHKFileCap, write: Callable[[bytes], None], *, offset: int = 0, length: int | None = None
+        self,
+        cap: caps.CHKFileCap,
+        write: Callable[[bytes], Any],
+        *,
+        offset: int = 0,
+        length: int | None = None,
+        on_start: Callable[[], Any] | None = None,
     ) -> None:
-        await download_immutable(cap, self._servers(cap.get_storage_index()), sink=write, offset=offset, length=length)
+        await download_immutable(
+            cap, self._servers(cap.get_storage_index()), sink=write, offset=offset, length=length, on_start=on_start
+        )

@@ -248,8 +248,13 @@ async def download_immutable(
     sink: Callable[[bytes], Any],
     offset: int = 0,
     length: int | None = None,
+    on_start: Callable[[], Any] | None = None,
 ) -> None:
-    """Write the plaintext bytes ``[offset, offset+length)`` of the file to ``sink``, segment by segment."""
+    """Write the plaintext bytes ``[offset, offset+length)`` of the file to ``sink``, segment by segment.
+
+    When ``sink`` returns a Deferred, the next segment is delivered only after it fires.
+    ``on_start`` is called once the shares are found and verified, before the first byte.
+    """
     if length is None:
         length = cap.size - offset
     end = min(cap.size, offset + length)
@@ -258,6 +263,9 @@ async def download_immutable(
     download = _Download(cap, servers)
     await download.locate()
     await download.load_ueb()
+    await download.ensure_active()
+    if on_start is not None:
+        on_start()
     layout = download.layout
     first = offset // layout.segment_size
     last = (end - 1) // layout.segment_size
@@ -272,4 +280,7 @@ async def download_immutable(
         plaintext = AESCTRStream(key, segment_start).process(crypttext)
         lo = max(offset, segment_start) - segment_start
         hi = min(end, segment_start + len(plaintext)) - segment_start
-        sink(plaintext[lo:hi])
+        delivered = sink(plaintext[lo:hi])
+        if isinstance(delivered, defer.Deferred):
+            # The consumer is slow: wait for it rather than buffering the file in memory.
+            await delivered

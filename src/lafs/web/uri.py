@@ -9,10 +9,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
 
 from lafs.core import base32, caps
 from lafs.core.errors import LafsError
@@ -183,24 +185,32 @@ class CapResource(Resource):
             first, last = parsed
             partial = True
         length = max(0, last - first + 1)
-        filename = _arg(request, "filename")
-        request.setHeader(b"content-type", b"application/octet-stream")
-        request.setHeader(b"accept-ranges", b"bytes")
-        request.setHeader(b"etag", f'"{_etag(cap)}"'.encode())
-        if _arg(request, "save").lower() in ("true", "t", "1", "on") and filename:
-            request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
-        if partial:
-            request.setResponseCode(http.PARTIAL_CONTENT)
-            request.setHeader(b"content-range", f"bytes {first}-{last}/{size}".encode())
-        request.setHeader(b"content-length", str(length).encode())
-        if request.method == b"HEAD" or length == 0:
-            request.finish()
-            return
-        if isinstance(cap, caps.LiteralFileCap):
-            request.write(cap.data[first : last + 1])
+
+        def send_headers() -> None:
+            request.setHeader(b"content-type", b"application/octet-stream")
+            request.setHeader(b"accept-ranges", b"bytes")
+            request.setHeader(b"etag", f'"{_etag(cap)}"'.encode())
+            filename = _arg(request, "filename")
+            if _arg(request, "save").lower() in ("true", "t", "1", "on") and filename:
+                request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
+            if partial:
+                request.setResponseCode(http.PARTIAL_CONTENT)
+                request.setHeader(b"content-range", f"bytes {first}-{last}/{size}".encode())
+            request.setHeader(b"content-length", str(length).encode())
+
+        if request.method == b"HEAD" or length == 0 or isinstance(cap, caps.LiteralFileCap):
+            send_headers()
+            if request.method != b"HEAD" and isinstance(cap, caps.LiteralFileCap):
+                request.write(cap.data[first : last + 1])
         else:
-            # Fail before the first byte when the file cannot be found, so the client gets a status.
-            await self.node.files.download(cap, request.write, offset=first, length=length)
+            # Headers go out only once the shares are found, so a missing file still gets a 410.
+            throttle = _Throttle(request)
+            try:
+                await self.node.files.download(
+                    cap, throttle.write, offset=first, length=length, on_start=send_headers
+                )
+            finally:
+                request.unregisterProducer()
         request.finish()
 
     def _json(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
@@ -225,6 +235,38 @@ class CapResource(Resource):
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>File info</title></head>"
             f"<body><h1>File info</h1><table>{body}</table></body></html>\n"
         ).encode()
+
+
+@implementer(IPushProducer)
+class _Throttle:
+    """Flow control for a download: when the HTTP client falls behind, wait instead of buffering."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.paused = False
+        self.waiting: defer.Deferred[None] | None = None
+        request.registerProducer(self, True)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.callback(None)
+
+    def stopProducing(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.errback(WebError(http.BAD_REQUEST, "the client went away"))
+
+    def write(self, data: bytes) -> defer.Deferred[None] | None:
+        self.request.write(data)
+        if self.paused:
+            self.waiting = defer.Deferred()
+            return self.waiting
+        return None
 
 
 def file_json(cap: caps.FileCap | caps.DirectoryCap) -> list[Any]:

@@ -1,0 +1,119 @@
+"""`tahoe put`/`get` and the /uri web API end to end, against a `tahoe local-grid` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.nodes import connected, free_port, stop_pids, tahoe, wait_for
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = tmp_path_factory.mktemp("grid")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", "5", "--webport", str(port), str(base / "g")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: connected(url) == 5, 90, "the local grid")
+        yield url
+    finally:
+        stop_pids([process.pid])
+        process.wait(30)
+        output = process.stdout.read().decode() if process.stdout else ""
+        assert "local grid stopped" in output
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 56, 1024 * 1024 + 1])
+def test_put_get_round_trip(grid: str, tmp_path: Path, size: int) -> None:
+    source = tmp_path / "in"
+    source.write_bytes(os.urandom(size))
+    cap = tahoe("put", "-u", grid, str(source)).stdout.strip()
+    assert cap.startswith("URI:LIT:" if size <= 55 else "URI:CHK:")
+    out = tmp_path / "out"
+    tahoe("get", "-u", grid, cap, str(out))
+    assert out.read_bytes() == source.read_bytes()
+
+
+def test_put_from_stdin_and_get_to_stdout(grid: str) -> None:
+    data = os.urandom(300_000)
+    put = subprocess.run([sys.executable, "-m", "lafs", "put", "-u", grid, "-"], input=data, capture_output=True, timeout=120)
+    assert put.returncode == 0, put.stderr
+    cap = put.stdout.decode().strip()
+    get = subprocess.run([sys.executable, "-m", "lafs", "get", "-u", grid, cap], capture_output=True, timeout=120)
+    assert get.returncode == 0 and get.stdout == data
+
+
+def test_web_api_shapes_and_ranges(grid: str) -> None:
+    data = os.urandom(200_000)
+    status, body, _ = http("PUT", grid + "uri", data)
+    assert status == 200
+    cap = body.decode()
+    quoted = cap.replace(":", "%3A")
+    status, body, headers = http("GET", grid + "uri/" + quoted, headers={"Range": "bytes=1000-1999"})
+    assert status == 206 and body == data[1000:2000]
+    assert headers["Content-Range"] == f"bytes 1000-1999/{len(data)}"
+    status, body, _ = http("GET", grid + "uri/" + quoted, headers={"Range": "bytes=-10"})
+    assert status == 206 and body == data[-10:]
+    status, _, _ = http("GET", grid + "uri/" + quoted, headers={"Range": "bytes=999999-"})
+    assert status == 416
+    status, body, _ = http("GET", grid + "uri/" + quoted + "?t=json")
+    kind, info = json.loads(body)
+    assert kind == "filenode" and info["size"] == len(data) and info["format"] == "CHK" and not info["mutable"]
+    assert info["ro_uri"] == cap and info["verify_uri"].startswith("URI:CHK-Verifier:")
+    status, body, _ = http("GET", grid + "uri/" + quoted + "?t=info")
+    assert status == 200 and b"Storage index" in body
+    status, body, headers = http("GET", grid + "uri/" + quoted)
+    assert status == 200 and body == data and headers["Content-Length"] == str(len(data))
+
+
+def test_form_upload(grid: str) -> None:
+    boundary = "lafsboundary"
+    payload = os.urandom(5000)
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.bin\"\r\n"
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    status, cap, _ = http("POST", grid + "uri?t=upload", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200
+    status, data, _ = http("GET", grid + "uri/" + cap.decode())
+    assert data == payload
+
+
+def test_errors(grid: str, tmp_path: Path) -> None:
+    status, body, _ = http("GET", grid + "uri/URI%3ACHK%3Anot-a-cap")
+    assert status == 400 and b"CHK cap" in body
+    missing = "URI:CHK:" + "a" * 26 + ":" + "a" * 52 + ":3:10:100000"
+    status, body, _ = http("GET", grid + "uri/" + missing.replace(":", "%3A"))
+    assert status == 410
+    assert b"found 0 distinct share(s)" in body and b"3 are needed" in body
+    result = tahoe("get", "-u", grid, missing, check=False)
+    assert result.returncode == 1 and "410" in result.stderr and "Traceback" not in result.stderr
+    result = tahoe("get", "-u", grid, "URI:CHK:garbage", check=False)
+    assert result.returncode == 1 and "400" in result.stderr
+    result = tahoe("put", "-u", grid, str(tmp_path / "no-such-file"), check=False)
+    assert result.returncode == 1 and "cannot read" in result.stderr
+    result = tahoe("get", "-u", f"http://127.0.0.1:{free_port()}/", missing, check=False)
+    assert result.returncode == 1 and "not running" in result.stderr
