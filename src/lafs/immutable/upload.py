@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from lafs.client.storage_client import BucketWriterClient, ServerError, StorageServerClient
@@ -121,17 +121,23 @@ async def upload_immutable(
     block_hashes: list[list[bytes]] = [[] for _ in range(total)]
     in_flight: list[list[defer.Deferred[Any]]] = []
 
-    for segnum in range(layout.num_segments):
+    def encode_segment(segnum: int) -> tuple[list[bytes], list[bytes], bytes]:
+        # Runs in a worker thread: AES, zfec and hashing release the GIL, so this
+        # overlaps with the reactor pushing the previous segments to the servers.
         offset, length = layout.segment_range(segnum)
         plaintext = source.read(offset, length)
         if len(plaintext) != length:
             raise LafsError(f"the file shrank while it was being uploaded (segment {segnum})")
         crypttext = encryptor.process(plaintext)
         crypttext_hasher.update(crypttext)
-        segment_hashes.append(hashes.crypttext_segment_hash(crypttext))
         blocks = codec.encode(pad_segment(crypttext, needed))
-        for shnum, block in enumerate(blocks):
-            block_hashes[shnum].append(hashes.block_hash(block))
+        return blocks, [hashes.block_hash(block) for block in blocks], hashes.crypttext_segment_hash(crypttext)
+
+    for segnum in range(layout.num_segments):
+        blocks, hashes_of_blocks, segment_hash = await threads.deferToThread(encode_segment, segnum)
+        segment_hashes.append(segment_hash)
+        for shnum, value in enumerate(hashes_of_blocks):
+            block_hashes[shnum].append(value)
         writes = [
             share.write(offsets.data + segnum * layout.block_size, blocks[share.shnum])
             for share in shares
@@ -304,6 +310,4 @@ def _fits(server: StorageServerClient, share_size: int) -> bool:
 
 
 async def _in_thread(function: Callable[..., bytes], *args: Any) -> bytes:
-    from twisted.internet import threads
-
     return await threads.deferToThread(function, *args)
