@@ -224,3 +224,19 @@ def test_file_source_reads_a_stream(tmp_path: Path) -> None:
     with path.open("rb") as f:
         source = FileSource(f)
         assert source.size == 10 and source.read(3, 4) == b"3456"
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_server_gets_its_own_lease_secrets(grid: Grid) -> None:
+    from lafs.core.hashes import hashed_lease_secret
+    from lafs.storage.immutable import ImmutableShare
+
+    cap = await upload(grid, os.urandom(2 * SEGMENT))
+    assert isinstance(cap, caps.CHKFileCap)
+    si = cap.get_storage_index()
+    file_renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(LEASE), si)
+    for client in grid.clients:
+        for reader in client.server.get_buckets(si).values():
+            lease = ImmutableShare(reader.share.path).leases()[0]
+            expected = hashes.bucket_renewal_secret_hash(file_renew, client.server.nodeid)
+            assert lease.renew_secret == hashed_lease_secret(expected)

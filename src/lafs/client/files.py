@@ -51,7 +51,7 @@ class FileService:
         broker = self.node.storage_broker
         handles = broker.permuted_servers(storage_index) if storage_index is not None else broker.connected_servers()
         return [
-            FoolscapStorageClient(handle.rref, handle.server_id, handle.version)
+            FoolscapStorageClient(handle.rref, handle.server_id, handle.version, handle.furl)
             for handle in handles
             if handle.rref is not None
         ]

@@ -37,6 +37,8 @@ class BucketReaderClient(Protocol):
 
 class StorageServerClient(Protocol):
     server_id: str
+    lease_seed: bytes
+    """The server's binary tubid: Tahoe mixes it into each server's lease secrets."""
 
     def maximum_immutable_share_size(self) -> int: ...
 
@@ -96,10 +98,11 @@ def _canary() -> Any:
 
 
 class FoolscapStorageClient:
-    def __init__(self, rref: Any, server_id: str, version: dict[bytes, Any] | None = None) -> None:
+    def __init__(self, rref: Any, server_id: str, version: dict[bytes, Any] | None = None, furl: str = "") -> None:
         self._rref = rref
         self.server_id = server_id
         self.version = version or {}
+        self.lease_seed = tubid_from_furl(furl)
 
     def maximum_immutable_share_size(self) -> int:
         v1 = self.version.get(STORAGE_V1, {})
@@ -123,6 +126,19 @@ class FoolscapStorageClient:
         await _call(self._rref, self.server_id, "advise_corrupt_share", share_type, storage_index, shnum, reason)
 
 
+def tubid_from_furl(furl: str) -> bytes:
+    """The binary tubid named by ``pb://<tubid>@hints/swissnum`` (empty when it cannot be read)."""
+    from lafs.core import base32
+    from lafs.core.errors import Base32Error
+
+    if not furl.startswith("pb://") or "@" not in furl:
+        return b""
+    try:
+        return base32.a2b(furl[len("pb://") : furl.index("@")][:32])
+    except Base32Error:
+        return b""
+
+
 async def _turn() -> None:
     """Yield to the reactor once, so in-process calls interleave like remote ones."""
     from twisted.internet import reactor as default_reactor
@@ -139,6 +155,7 @@ class InProcessStorageClient:
     def __init__(self, server: Any, server_id: str) -> None:
         self.server = server
         self.server_id = server_id
+        self.lease_seed = bytes(server.nodeid)
         self.stopped = False
         self.fail_writes_after: int | None = None
         self._writes = 0

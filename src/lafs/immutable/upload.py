@@ -104,15 +104,16 @@ async def upload_immutable(
     else:
         key = await _in_thread(convergent_key, source, needed, total, layout.segment_size, convergence_secret)
     storage_index = hashes.storage_index_hash(key)
-    renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index)
-    cancel = hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index)
+    file_renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index)
+    file_cancel = hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index)
+    secrets = _LeaseSecrets(file_renew, file_cancel)
 
     offsets = immutable_share_offsets(layout.block_size, layout.share_data_size, layout.num_segments, num_share_hashes(total))
     ueb_template = _ueb(layout, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32)
     share_size = allocated_size(offsets, len(ueb_template.to_bytes()))
 
     servers = list(servers_for(storage_index))
-    shares, existing = await _place_shares(servers, storage_index, renew, cancel, share_size, needed, happy, total)
+    shares, existing = await _place_shares(servers, storage_index, secrets, share_size, needed, happy, total)
 
     codec = ZfecCodec(needed, total)
     encryptor = AESCTRStream(key)
@@ -178,6 +179,21 @@ async def upload_immutable(
     return UploadResult(cap, happiness(placements), {s: frozenset(n) for s, n in placements.items()})
 
 
+@attrs.frozen
+class _LeaseSecrets:
+    """A file's lease secrets; each server gets its own, derived with its tubid as Tahoe does."""
+
+    file_renew: bytes
+    file_cancel: bytes
+
+    def for_server(self, server: StorageServerClient) -> tuple[bytes, bytes]:
+        seed = server.lease_seed
+        return (
+            hashes.bucket_renewal_secret_hash(self.file_renew, seed),
+            hashes.bucket_cancel_secret_hash(self.file_cancel, seed),
+        )
+
+
 async def _close(share: _Share) -> None:
     try:
         await share.writer.close()
@@ -232,8 +248,7 @@ def _unhappy_message(found: int, happy: int, needed: int) -> str:
 async def _place_shares(
     servers: Sequence[StorageServerClient],
     storage_index: bytes,
-    renew: bytes,
-    cancel: bytes,
+    secrets: _LeaseSecrets,
     share_size: int,
     needed: int,
     happy: int,
@@ -243,7 +258,7 @@ async def _place_shares(
     candidates = list(servers)[: 2 * total] if len(servers) > 2 * total else list(servers)
     writable = [s for s in candidates if _fits(s, share_size)]
     # Existing shares: allocate_buckets with no share numbers reports what a server holds.
-    queries = [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, renew, cancel, set(), share_size)) for s in writable]
+    queries = [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, *secrets.for_server(s), set(), share_size)) for s in writable]
     answers = await defer.DeferredList(queries, consumeErrors=True)
     existing: dict[str, set[int]] = {}
     alive: list[StorageServerClient] = []
@@ -276,7 +291,7 @@ async def _place_shares(
         if not requests:
             break
         results = await defer.DeferredList(
-            [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, renew, cancel, w, share_size)) for s, w in requests],
+            [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, *secrets.for_server(s), w, share_size)) for s, w in requests],
             consumeErrors=True,
         )
         for (server, wanted), (ok, result) in zip(requests, results, strict=True):
