@@ -122,3 +122,29 @@ def test_bad_config_value_names_file_section_and_key(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "[client]shares.needed" in result.stderr and "tahoe.cfg" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_static_servers_without_an_introducer(tmp_path: Path, started_pids: list[int]) -> None:
+    import yaml
+
+    servers = {}
+    for index in range(2):
+        node = tmp_path / f"node{index}"
+        tahoe("create-node", *listen_args(), "--webport=none", f"--nickname=static{index}", str(node))
+        start(node, started_pids)
+        pubkey = (node / "node.pubkey").read_text().strip()
+        servers["v0-" + pubkey[len("pub-v0-") :]] = {
+            "ann": {
+                "anonymous-storage-FURL": (node / "private" / "storage.furl").read_text().strip(),
+                "nickname": f"static{index}",
+                "permutation-seed-base32": (node / "permutation-seed").read_text().strip(),
+            }
+        }
+    client = tmp_path / "client"
+    web_port = free_port()
+    tahoe("create-client", f"--webport=tcp:{web_port}:interface=127.0.0.1", str(client))
+    (client / "private" / "servers.yaml").write_text(yaml.safe_dump({"storage": servers}))
+    start(client, started_pids)
+    web_url = f"http://127.0.0.1:{web_port}/"
+    wait_for(lambda: connected(web_url) == 2, 60, "the static servers")
+    assert welcome(web_url)["introducers"]["statuses"] == []
