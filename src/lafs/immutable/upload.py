@@ -8,6 +8,7 @@ and never held whole.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -99,6 +100,7 @@ async def upload_immutable(
     if size <= caps.LIT_SIZE_THRESHOLD:
         return UploadResult(caps.LiteralFileCap(source.read(0, size)))
     layout = immutable_segment_layout(size, max_segment_size, needed, total)
+    started = time.monotonic()
     if convergence_secret is None:
         key = os.urandom(16)
     else:
@@ -134,6 +136,7 @@ async def upload_immutable(
         blocks = codec.encode(pad_segment(crypttext, needed))
         return blocks, [hashes.block_hash(block) for block in blocks], hashes.crypttext_segment_hash(crypttext)
 
+    placed = time.monotonic()
     for segnum in range(layout.num_segments):
         blocks, hashes_of_blocks, segment_hash = await threads.deferToThread(encode_segment, segnum)
         segment_hashes.append(segment_hash)
@@ -151,6 +154,7 @@ async def upload_immutable(
     for writes in in_flight:
         await defer.DeferredList(writes)
 
+    pushed = time.monotonic()
     crypttext_tree = HashTree(segment_hashes)
     block_trees = [HashTree(leaves) for leaves in block_hashes]
     share_tree = HashTree([tree.root for tree in block_trees])
@@ -176,6 +180,10 @@ async def upload_immutable(
     await defer.DeferredList(closes)
     placements = _check_happiness(shares, existing, happy, needed)
     cap = caps.CHKFileCap(key, hashes.uri_extension_hash(ueb_bytes), needed, total, size)
+    log.info(
+        "uploaded {size} bytes: key and placement {a:.2f}s, segments {b:.2f}s, finish {c:.2f}s",
+        size=size, a=placed - started, b=pushed - placed, c=time.monotonic() - pushed,
+    )
     return UploadResult(cap, happiness(placements), {s: frozenset(n) for s, n in placements.items()})
 
 
