@@ -94,17 +94,26 @@ class _Download:
         self.crypttext_tree: IncompleteHashTree | None = None
         self.codec = ZfecCodec(cap.needed, cap.total)
         self.found_shares = 0
+        self.arrival_rank: dict[str, int] = {}
 
     async def locate(self) -> None:
-        answers = await defer.DeferredList(
-            [defer.Deferred.fromCoroutine(s.get_buckets(self.storage_index)) for s in self.servers], consumeErrors=True
-        )
-        for server, (ok, readers) in zip(self.servers, answers, strict=True):
-            if not ok:
-                continue
+        """Ask every server for its shares; servers that answer first are used first."""
+        arrivals: list[tuple[StorageServerClient, dict[int, BucketReaderClient]]] = []
+
+        def arrived(readers: dict[int, BucketReaderClient], server: StorageServerClient) -> None:
+            arrivals.append((server, readers))
+
+        queries = []
+        for server in self.servers:
+            d = defer.Deferred.fromCoroutine(server.get_buckets(self.storage_index))
+            d.addCallback(arrived, server)
+            queries.append(d)
+        await defer.DeferredList(queries, consumeErrors=True)
+        for server, readers in arrivals:
             for shnum, reader in sorted(readers.items()):
                 if 0 <= shnum < self.cap.total:
                     self.candidates.setdefault(shnum, []).append(_ShareSource(shnum, server, reader))
+        self.arrival_rank = {server.server_id: rank for rank, (server, _) in enumerate(arrivals)}
         self.found_shares = len(self.candidates)
         if self.found_shares < self.cap.needed:
             raise NotEnoughSharesError(self._shortfall())
@@ -153,12 +162,19 @@ class _Download:
         return self.ueb
 
     def _next_candidate(self, exclude: set[int]) -> _ShareSource | None:
-        for shnum in sorted(self.candidates):
-            if shnum in self.active or shnum in exclude:
-                continue
-            if self.candidates[shnum]:
-                return self.candidates[shnum][0]
-        return None
+        """The not-yet-used share on the quickest server to answer, preferring servers not used yet."""
+        busy = {source.server.server_id for source in self.active.values()}
+        options = [
+            sources[0]
+            for shnum, sources in self.candidates.items()
+            if sources and shnum not in self.active and shnum not in exclude
+        ]
+        if not options:
+            return None
+        return min(
+            options,
+            key=lambda s: (s.server.server_id in busy, self.arrival_rank.get(s.server.server_id, 0), s.shnum),
+        )
 
     def _discard(self, source: _ShareSource) -> None:
         sources = self.candidates.get(source.shnum, [])
