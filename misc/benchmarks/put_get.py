@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from tests.cli.nodes import stop_pids  # noqa: E402
 from tests.interop import harness  # noqa: E402
 
 NEEDED, HAPPY, TOTAL, SERVERS = 3, 7, 10, 10
@@ -51,23 +52,9 @@ class Grid:
         self.web_url = ""
 
     def stop(self) -> None:
-        harness_stop(self.pids)
+        stop_pids(self.pids)
 
 
-def harness_stop(pids: list[int]) -> None:
-    import signal
-
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    time.sleep(2)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def start_lafs_grid(base: Path) -> Grid:

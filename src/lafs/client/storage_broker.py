@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from lafs.core import base32
 from lafs.core.errors import Base32Error
 from lafs.core.hashes import permute_server_hash
+from lafs.introducer.announcement import winning_hint
 
 log = Logger()
 _KEY_BASED_ID = re.compile(r"\Av0-[0-9a-zA-Z]{52}\Z")
@@ -79,17 +80,10 @@ class ServerHandle:
 
     def connection_status(self) -> str:
         if self.rref is not None:
-            return f"Connected to {self._winning_hint()} via tcp"
+            return f"Connected to {winning_hint(self._reconnector, 'the server')} via tcp"
         if self.last_loss_time is not None:
             return "Disconnected; trying to reconnect"
         return "Trying to connect"
-
-    def _winning_hint(self) -> str:
-        try:
-            hint = self._reconnector.getReconnectionInfo().connectionInfo.winningHint
-            return str(hint) if hint else "the server"
-        except AttributeError:
-            return "the server"
 
     def on_status_change(self, callback: Callable[[ServerHandle], None]) -> None:
         self._status_callbacks.append(callback)

@@ -64,3 +64,20 @@ def verify_announcement(ann_t: Any) -> tuple[dict[str, Any], str]:
     if not isinstance(ann, dict):
         raise BadAnnouncementError("announcement message is not a JSON object")
     return ann, key.decode("ascii")
+
+
+def replaces(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether announcement ``new`` may replace ``old`` from the same announcer: a strictly greater seqnum."""
+    new_seq, old_seq = new.get("seqnum"), old.get("seqnum")
+    if not isinstance(new_seq, int):
+        return False
+    return not isinstance(old_seq, int) or new_seq > old_seq
+
+
+def winning_hint(reconnector: Any, fallback: str) -> str:
+    """The connection hint a foolscap Reconnector got through on, for status lines."""
+    try:
+        hint = reconnector.getReconnectionInfo().connectionInfo.winningHint
+    except AttributeError:
+        return fallback
+    return str(hint) if hint else fallback

@@ -17,8 +17,10 @@ import lafs
 from lafs.interfaces import RIIntroducerSubscriberClient_v2
 from lafs.introducer.announcement import (
     BadAnnouncementError,
+    replaces,
     sign_announcement,
     verify_announcement,
+    winning_hint,
 )
 from lafs.introducer.server import INTRODUCER_PROTOCOL_V2
 
@@ -92,17 +94,10 @@ class IntroducerClient(service.MultiService):
 
     def connection_status(self) -> str:
         if self._rref is not None:
-            return f"Connected to {self._winning_hint()} via tcp"
+            return f"Connected to {winning_hint(self._reconnector, self.introducer_furl)} via tcp"
         if self.last_loss_time is not None:
             return "Disconnected; trying to reconnect"
         return "Trying to connect"
-
-    def _winning_hint(self) -> str:
-        try:
-            info = self._reconnector.getReconnectionInfo().connectionInfo
-            return str(info.winningHint or self.introducer_furl)
-        except AttributeError:
-            return "the introducer"
 
     def _connected(self, rref: Any) -> None:
         d = rref.callRemote("get_version")
@@ -188,8 +183,7 @@ class IntroducerClient(service.MultiService):
         if old is not None:
             if old == ann:
                 return
-            new_seq, old_seq = ann.get("seqnum"), old.get("seqnum")
-            if not isinstance(new_seq, int) or (isinstance(old_seq, int) and new_seq <= old_seq):
+            if not replaces(ann, old):
                 return
         self._known[index] = ann
         if save:

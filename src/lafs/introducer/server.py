@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 import lafs
 from lafs.interfaces import RIIntroducerPublisherAndSubscriberService_v2
-from lafs.introducer.announcement import BadAnnouncementError, verify_announcement
+from lafs.introducer.announcement import BadAnnouncementError, replaces, verify_announcement
 
 INTRODUCER_PROTOCOL_V2 = b"http://allmydata.org/tahoe/protocols/introducer/v2"
 FURL_FILE = "introducer.furl"
@@ -55,7 +55,7 @@ class IntroducerRemote(Referenceable):
         if old is not None:
             if old[0] == ann_t:
                 return
-            if not _newer(ann, old[1]):
+            if not replaces(ann, old[1]):
                 log.info("ignoring an announcement whose seqnum is not newer, from {key}", key=key_s)
                 return
         self.announcements[index] = (ann_t, ann)
@@ -77,11 +77,6 @@ class IntroducerRemote(Referenceable):
         d.addErrback(lambda failure: log.info("could not send announcements: {f}", f=failure.getErrorMessage()))
 
 
-def _newer(new: dict[str, Any], old: dict[str, Any]) -> bool:
-    new_seq, old_seq = new.get("seqnum"), old.get("seqnum")
-    if not isinstance(new_seq, int):
-        return False
-    return not isinstance(old_seq, int) or new_seq > old_seq
 
 
 class IntroducerService(service.MultiService):
