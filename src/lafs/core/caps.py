@@ -8,6 +8,7 @@ wrap the cap of the file that holds the directory's contents.
 
 from __future__ import annotations
 
+import abc
 import re
 from typing import ClassVar, Protocol, Self, TypeAlias
 
@@ -100,15 +101,11 @@ def _b32(data: bytes) -> str:
 # --- immutable files -------------------------------------------------------------------
 
 
-@attrs.frozen
-class LiteralFileCap:
-    """A tiny immutable file whose bytes are the cap itself (URI:LIT:)."""
+class _ImmutableCap(abc.ABC):
+    """What every immutable file cap (and verifier) shares: read-only, not mutable, ASCII text."""
 
-    data: bytes
-    kind: ClassVar[str] = "LIT"
-
-    def to_string(self) -> str:
-        return f"URI:LIT:{_b32(self.data)}"
+    @abc.abstractmethod
+    def to_string(self) -> str: ...
 
     def to_bytes(self) -> bytes:
         return self.to_string().encode("ascii")
@@ -119,8 +116,19 @@ class LiteralFileCap:
     def is_mutable(self) -> bool:
         return False
 
-    def get_readonly(self) -> LiteralFileCap:
+    def get_readonly(self) -> Self:
         return self
+
+
+@attrs.frozen
+class LiteralFileCap(_ImmutableCap):
+    """A tiny immutable file whose bytes are the cap itself (URI:LIT:)."""
+
+    data: bytes
+    kind: ClassVar[str] = "LIT"
+
+    def to_string(self) -> str:
+        return f"URI:LIT:{_b32(self.data)}"
 
     def get_verify_cap(self) -> None:
         return None
@@ -137,7 +145,7 @@ class LiteralFileCap:
 
 
 @attrs.frozen
-class CHKFileCap:
+class CHKFileCap(_ImmutableCap):
     """The read cap of an immutable file (URI:CHK:)."""
 
     key: bytes
@@ -149,18 +157,6 @@ class CHKFileCap:
 
     def to_string(self) -> str:
         return f"URI:CHK:{_b32(self.key)}:{_b32(self.ueb_hash)}:{self.needed}:{self.total}:{self.size}"
-
-    def to_bytes(self) -> bytes:
-        return self.to_string().encode("ascii")
-
-    def is_readonly(self) -> bool:
-        return True
-
-    def is_mutable(self) -> bool:
-        return False
-
-    def get_readonly(self) -> CHKFileCap:
-        return self
 
     def get_verify_cap(self) -> CHKFileVerifierCap:
         return CHKFileVerifierCap(self.get_storage_index(), self.ueb_hash, self.needed, self.total, self.size)
@@ -183,7 +179,7 @@ class CHKFileCap:
 
 
 @attrs.frozen
-class CHKFileVerifierCap:
+class CHKFileVerifierCap(_ImmutableCap):
     """Lets its holder check an immutable file's shares without reading it (URI:CHK-Verifier:)."""
 
     storage_index: bytes
@@ -198,18 +194,6 @@ class CHKFileVerifierCap:
             f"URI:CHK-Verifier:{_b32(self.storage_index)}:{_b32(self.ueb_hash)}:"
             f"{self.needed}:{self.total}:{self.size}"
         )
-
-    def to_bytes(self) -> bytes:
-        return self.to_string().encode("ascii")
-
-    def is_readonly(self) -> bool:
-        return True
-
-    def is_mutable(self) -> bool:
-        return False
-
-    def get_readonly(self) -> CHKFileVerifierCap:
-        return self
 
     def get_verify_cap(self) -> CHKFileVerifierCap:
         return self
