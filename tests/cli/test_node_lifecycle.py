@@ -148,3 +148,16 @@ def test_static_servers_without_an_introducer(tmp_path: Path, started_pids: list
     web_url = f"http://127.0.0.1:{web_port}/"
     wait_for(lambda: connected(web_url) == 2, 60, "the static servers")
     assert welcome(web_url)["introducers"]["statuses"] == []
+
+
+def test_run_exits_when_stdin_closes_unless_allowed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    node = tmp_path / "node"
+    tahoe("create-client", "--webport=none", str(node))
+    result = subprocess.run(
+        [sys.executable, "-m", "lafs", "run", str(node)], stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0
+    assert pid_of(node) is None
