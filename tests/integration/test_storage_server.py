@@ -266,3 +266,29 @@ def test_abbreviated_sizes(text: str, value: int) -> None:
 def test_bad_abbreviated_size() -> None:
     with pytest.raises(SizeError, match="not a size"):
         parse_abbreviated_size("lots")
+
+
+def test_disk_errors_are_clear_and_leave_nothing_partial(server: StorageServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    _, writers = server.allocate_buckets(SI, RENEW, CANCEL, {0}, 100)
+    writers[0].write(0, b"x" * 10)
+    real_open = builtins.open
+
+    def full_disk(path: object, mode: str = "r", *args: object, **kwargs: object) -> object:
+        if "+" in mode or "w" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", full_disk)
+    with pytest.raises(errors.DiskError, match="No space left on device"):
+        writers[0].write(10, b"y" * 10)
+    with pytest.raises(errors.DiskError, match="mutable share 0"):
+        write_mutable(server, {0: ([], [(0, b"data")], None)})
+    monkeypatch.undo()
+    assert writers[0].finished
+    assert server.get_buckets(SI) == {}
+    assert not os.path.exists(os.path.join(server.storage_dir, "shares", "incoming", SI_B32[:2]))
+    # The server keeps serving.
+    upload(server, b"after the disk recovered")
+    assert server.get_buckets(SI)[0].read(0, 100) == b"after the disk recovered"

@@ -47,3 +47,7 @@ class NoSuchLeaseError(StorageError):
 
 class MutableTooLargeError(StorageError):
     """A mutable write past the maximum mutable share size."""
+
+
+class DiskError(StorageError):
+    """The server's disk failed a read or write (for example, it is full)."""

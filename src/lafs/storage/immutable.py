@@ -19,6 +19,7 @@ from lafs.storage.errors import (
     BucketClosedError,
     ConflictingWriteError,
     DataTooLargeError,
+    DiskError,
     NoSuchLeaseError,
 )
 from lafs.storage.paths import remove_empty_dirs
@@ -137,6 +138,16 @@ class BucketWriter:
             )
         if self._timeout is not None:
             self._timeout.reset(INACTIVE_WRITER_TIMEOUT)
+        try:
+            self._write(offset, end, data)
+        except OSError as e:
+            # A share that could not be written whole is worthless: drop it so nothing partial remains.
+            self.abort()
+            raise DiskError(f"cannot write the share to disk: {e.strerror or e}") from None
+        if data:
+            self._written.append((offset, end))
+
+    def _write(self, offset: int, end: int, data: bytes) -> None:
         with open(self.incoming_path, "r+b") as f:
             for start, stop in self._written:
                 overlap_start, overlap_end = max(start, offset), min(stop, end)
@@ -148,11 +159,17 @@ class BucketWriter:
                         )
             f.seek(IMMUTABLE_HEADER.size + offset)
             f.write(data)
-        if data:
-            self._written.append((offset, end))
 
     def close(self) -> None:
         self._check_open("close")
+        try:
+            self._finish_file()
+        except OSError as e:
+            self.abort()
+            raise DiskError(f"cannot finish the share on disk: {e.strerror or e}") from None
+        self._finish()
+
+    def _finish_file(self) -> None:
         with open(self.incoming_path, "r+b") as f:
             # Share data occupies exactly the allocated size; leases follow it.
             f.truncate(IMMUTABLE_HEADER.size + self.allocated_size)
@@ -161,7 +178,6 @@ class BucketWriter:
         share.add_or_renew_lease(renew, cancel, 0, expiration)
         os.makedirs(os.path.dirname(self.final_path), exist_ok=True)
         os.rename(self.incoming_path, self.final_path)
-        self._finish()
 
     def abort(self) -> None:
         if self.finished:

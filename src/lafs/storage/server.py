@@ -23,7 +23,7 @@ from lafs.core.containers import (
     MAX_MUTABLE_SHARE_SIZE,
     is_mutable_container,
 )
-from lafs.storage.errors import BadTestVectorError, NoSuchLeaseError, StorageError
+from lafs.storage.errors import BadTestVectorError, DiskError, NoSuchLeaseError, StorageError
 from lafs.storage.immutable import BucketReader, BucketWriter, ImmutableShare
 from lafs.storage.mutable import MutableShare
 from lafs.storage.paths import (
@@ -250,13 +250,16 @@ class StorageServer(service.MultiService):
                     os.remove(path)
                     remove_empty_dirs(bucket, self.shares_dir)
                 continue
-            if shnum in existing:
-                share = existing[shnum]
-            else:
-                os.makedirs(bucket, exist_ok=True)
-                share = MutableShare.create(path, self.nodeid, write_enabler)
-            share.writev(list(datav), new_length)
-            share.add_or_renew_lease(renew_secret, cancel_secret, expiration, self.nodeid)
+            try:
+                if shnum in existing:
+                    share = existing[shnum]
+                else:
+                    os.makedirs(bucket, exist_ok=True)
+                    share = MutableShare.create(path, self.nodeid, write_enabler)
+                share.writev(list(datav), new_length)
+                share.add_or_renew_lease(renew_secret, cancel_secret, expiration, self.nodeid)
+            except OSError as e:
+                raise DiskError(f"cannot write mutable share {shnum} to disk: {e.strerror or e}") from None
         return True, read_data
 
     # --- corruption reports ---------------------------------------------------------------
