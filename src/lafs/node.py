@@ -42,6 +42,27 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _check_port_free(port_spec: str, config_path: str) -> None:
+    """Fail at start-up, naming the setting, when a ``tcp:PORT[:interface=HOST]`` port is taken.
+
+    foolscap only reports a failed listen in its log, which would leave a node
+    running that nobody can reach.
+    """
+    parts = port_spec.split(":")
+    if parts[0] != "tcp" or len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) == 0:
+        return
+    host = ""
+    for part in parts[2:]:
+        if part.startswith("interface="):
+            host = part[len("interface=") :]
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, int(parts[1])))
+        except OSError as e:
+            raise ConfigError(f"{config_path}: [node]tub.port: cannot listen on {port_spec!r}: {e.strerror}") from None
+
+
 class Node(service.MultiService):
     """A Tahoe-compatible node: introducer, storage server and/or client with a web gateway."""
 
@@ -154,6 +175,7 @@ class Node(service.MultiService):
             return tub
         ports = [p.strip() for p in port_spec.split(",") if p.strip()]
         for port in ports:
+            _check_port_free(port, self.config.config_path)
             try:
                 tub.listenOn(port)
             except Exception as e:

@@ -161,3 +161,21 @@ def test_run_exits_when_stdin_closes_unless_allowed(tmp_path: Path) -> None:
     )
     assert result.returncode == 0
     assert pid_of(node) is None
+
+
+def test_a_taken_port_is_a_clear_start_up_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        node = tmp_path / "node"
+        tahoe(
+            "create-node", "--listen=tcp", f"--port=tcp:{port}:interface=127.0.0.1",
+            f"--location=tcp:127.0.0.1:{port}", "--webport=none", str(node),
+        )
+        result = tahoe("start", str(node), check=False)
+    assert result.returncode == 1
+    assert "exited at start-up" in result.stderr and "[node]tub.port" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -269,14 +269,24 @@ def start_command(options: argparse.Namespace, io: CommandIO) -> int:
     deadline = time.monotonic() + options.timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
+            reason = _last_line(os.path.join(basedir, "logs", "start.log"))
             raise NodeCommandError(
-                f"the node in {basedir} exited at start-up (code {process.returncode}); see {basedir}/logs/start.log"
+                f"the node in {basedir} exited at start-up (code {process.returncode}): {reason}"
             )
         if _read_pid(basedir) == process.pid and _node_ready(basedir):
             io.stdout.write(f"node in {basedir} is running (pid {process.pid})\n")
             return 0
         time.sleep(0.1)
     raise NodeCommandError(f"the node in {basedir} did not come up within {options.timeout:.0f}s")
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            lines = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1] if lines else "no output"
 
 
 def _node_ready(basedir: str) -> bool:
