@@ -71,7 +71,6 @@ class _Share:
         self.server = server
         self.writer = writer
         self.failed = False
-        self.pending: list[defer.Deferred[Any]] = []
 
     def write(self, offset: int, data: bytes) -> defer.Deferred[Any]:
         d = defer.Deferred.fromCoroutine(self.writer.write(offset, data))
