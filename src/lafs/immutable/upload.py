@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import attrs
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from lafs.client.storage_client import BucketWriterClient, ServerError, StorageServerClient
 from lafs.core import caps, hashes
@@ -36,6 +37,8 @@ from lafs.core.share_layout import (
 log = Logger()
 PIPELINE_SEGMENTS = 3
 """How many segments may be in flight to the servers at once."""
+ENCODE_AHEAD = 2
+"""How many segments the encoding thread may have ready ahead of the pushes."""
 HASH_READ_SIZE = 1024 * 1024
 
 
@@ -121,7 +124,6 @@ async def upload_immutable(
     crypttext_hasher = hashes.crypttext_hasher()
     segment_hashes: list[bytes] = []
     block_hashes: list[list[bytes]] = [[] for _ in range(total)]
-    in_flight: list[list[defer.Deferred[Any]]] = []
 
     def encode_segment(segnum: int) -> tuple[list[bytes], list[bytes], bytes]:
         # Runs in a worker thread: AES, zfec and hashing release the GIL, so this
@@ -136,23 +138,27 @@ async def upload_immutable(
         return blocks, [hashes.block_hash(block) for block in blocks], hashes.crypttext_segment_hash(crypttext)
 
     placed = time.monotonic()
-    for segnum in range(layout.num_segments):
-        blocks, hashes_of_blocks, segment_hash = await threads.deferToThread(encode_segment, segnum)
-        segment_hashes.append(segment_hash)
-        for shnum, value in enumerate(hashes_of_blocks):
-            block_hashes[shnum].append(value)
-        writes = [
-            share.write(offsets.data + segnum * layout.block_size, blocks[share.shnum])
-            for share in shares
-            if not share.failed
-        ]
-        in_flight.append(writes)
-        if len(in_flight) >= PIPELINE_SEGMENTS:
-            await defer.DeferredList(in_flight.pop(0))
-        _check_happiness(shares, existing, happy, needed)
-    for writes in in_flight:
-        await defer.DeferredList(writes)
+    # One encoding thread, kept ENCODE_AHEAD segments ahead of the pushes, in order
+    # (the AES stream and crypttext hash are sequential).
+    from twisted.internet import reactor
 
+    pool = ThreadPool(1, 1, name="lafs-encode")
+    pool.start()
+    encoded: list[defer.Deferred[tuple[list[bytes], list[bytes], bytes]]] = []
+
+    def encode_next(segnum: int) -> None:
+        if segnum < layout.num_segments:
+            encoded.append(threads.deferToThreadPool(reactor, pool, encode_segment, segnum))
+
+    try:
+        for segnum in range(ENCODE_AHEAD):
+            encode_next(segnum)
+        await _push_segments(
+            layout.num_segments, encoded, encode_next, shares, existing, offsets, layout,
+            segment_hashes, block_hashes, happy, needed,
+        )
+    finally:
+        pool.stop()
     pushed = time.monotonic()
     crypttext_tree = HashTree(segment_hashes)
     block_trees = [HashTree(leaves) for leaves in block_hashes]
@@ -199,6 +205,40 @@ class _LeaseSecrets:
             hashes.bucket_renewal_secret_hash(self.file_renew, seed),
             hashes.bucket_cancel_secret_hash(self.file_cancel, seed),
         )
+
+
+async def _push_segments(
+    num_segments: int,
+    encoded: list[defer.Deferred[tuple[list[bytes], list[bytes], bytes]]],
+    encode_next: Callable[[int], None],
+    shares: list[_Share],
+    existing: dict[str, set[int]],
+    offsets: Any,
+    layout: Any,
+    segment_hashes: list[bytes],
+    block_hashes: list[list[bytes]],
+    happy: int,
+    needed: int,
+) -> None:
+    """Send each encoded segment's blocks to their shares, PIPELINE_SEGMENTS segments in flight."""
+    in_flight: list[list[defer.Deferred[Any]]] = []
+    for segnum in range(num_segments):
+        blocks, hashes_of_blocks, segment_hash = await encoded.pop(0)
+        encode_next(segnum + ENCODE_AHEAD)
+        segment_hashes.append(segment_hash)
+        for shnum, value in enumerate(hashes_of_blocks):
+            block_hashes[shnum].append(value)
+        writes = [
+            share.write(offsets.data + segnum * layout.block_size, blocks[share.shnum])
+            for share in shares
+            if not share.failed
+        ]
+        in_flight.append(writes)
+        if len(in_flight) >= PIPELINE_SEGMENTS:
+            await defer.DeferredList(in_flight.pop(0))
+        _check_happiness(shares, existing, happy, needed)
+    for writes in in_flight:
+        await defer.DeferredList(writes)
 
 
 async def _close(share: _Share) -> None:
