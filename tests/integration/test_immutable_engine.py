@@ -240,3 +240,23 @@ async def test_each_server_gets_its_own_lease_secrets(grid: Grid) -> None:
             lease = ImmutableShare(reader.share.path).leases()[0]
             expected = hashes.bucket_renewal_secret_hash(file_renew, client.server.nodeid)
             assert lease.renew_secret == hashed_lease_secret(expected)
+
+
+@pytest_twisted.ensureDeferred
+async def test_reupload_after_the_grid_grew_spreads_the_shares(grid: Grid) -> None:
+    data = os.urandom(3 * SEGMENT)
+    for client in grid.clients[3:]:
+        client.stopped = True
+    first = await upload(grid, data, happy=3)
+    for client in grid.clients:
+        client.stopped = False
+    result = await upload_immutable(
+        BytesSource(data), convergence_secret=SECRET, needed=3, happy=7, total=10,
+        servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT,
+    )
+    assert result.cap == first
+    assert result.happiness >= 7
+    assert isinstance(first, caps.CHKFileCap)
+    for client in grid.clients[:3]:
+        client.stopped = True
+    assert await download(grid, first) == data

@@ -22,7 +22,7 @@ from lafs.core import caps, hashes
 from lafs.core.codec import ZfecCodec, immutable_segment_layout, pad_segment
 from lafs.core.crypto import AESCTRStream
 from lafs.core.errors import LafsError
-from lafs.core.happiness import happiness
+from lafs.core.happiness import happiness, plan_placement
 from lafs.core.hashtree import HashTree
 from lafs.core.share_layout import (
     UriExtension,
@@ -301,7 +301,7 @@ async def _place_shares(
     happy: int,
     total: int,
 ) -> tuple[list[_Share], dict[str, set[int]]]:
-    """Ask servers for existing shares and allocate the rest, spreading over distinct servers."""
+    """Ask servers for existing shares and allocate the rest as Tahoe's placement does (facts §9.2)."""
     candidates = list(servers)[: 2 * total] if len(servers) > 2 * total else list(servers)
     writable = [s for s in candidates if _fits(s, share_size)]
     # Existing shares: allocate_buckets with no share numbers reports what a server holds.
@@ -315,30 +315,21 @@ async def _place_shares(
             if result[0]:
                 existing[server.server_id] = set(result[0])
     shares: list[_Share] = []
-    unplaced = set(range(total)) - set().union(*existing.values()) if existing else set(range(total))
     refused: set[str] = set()
+    by_id = {s.server_id: s for s in alive}
+    permuted_ids = [s.server_id for s in candidates]
     for _ in range(3):
-        if not unplaced:
-            break
-        usable = [s for s in alive if s.server_id not in refused]
-        if not usable:
-            break
-        holding = {server_id for server_id, held in _placements(shares, existing).items() if held}
-        # Servers that hold nothing yet come first, so distinct servers get distinct shares.
-        order = [s for s in usable if s.server_id not in holding] + [s for s in usable if s.server_id in holding]
-        plan: dict[str, set[int]] = {}
-        for index, shnum in enumerate(sorted(unplaced)):
-            plan.setdefault(order[index % len(order)].server_id, set()).add(shnum)
-        by_id = {s.server_id: s for s in usable}
-        requests = []
-        for server_id, wanted in plan.items():
-            wanted &= unplaced
-            if wanted:
-                requests.append((by_id[server_id], wanted))
+        usable = {s.server_id for s in alive if s.server_id not in refused}
+        held = _placements(shares, existing)
+        plan = plan_placement(permuted_ids, usable, held, total)
+        requests = [(by_id[server_id], wanted) for server_id, wanted in plan.items() if wanted]
         if not requests:
             break
         results = await defer.DeferredList(
-            [defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, *secrets.for_server(s), w, share_size)) for s, w in requests],
+            [
+                defer.Deferred.fromCoroutine(s.allocate_buckets(storage_index, *secrets.for_server(s), w, share_size))
+                for s, w in requests
+            ],
             consumeErrors=True,
         )
         for (server, wanted), (ok, result) in zip(requests, results, strict=True):
@@ -348,12 +339,15 @@ async def _place_shares(
             already, writers = result
             if already:
                 existing.setdefault(server.server_id, set()).update(already)
-                unplaced -= set(already)
             for shnum, writer in writers.items():
                 shares.append(_Share(shnum, server, writer))
-                unplaced.discard(shnum)
             if wanted - set(writers) - set(already):
+                # Out of space (or busy with another upload of these shares): place them elsewhere.
                 refused.add(server.server_id)
+        if happiness(_placements(shares, existing)) >= min(total, len(by_id)):
+            break
+    placed = set().union(*_placements(shares, existing).values()) if shares or existing else set()
+    unplaced = set(range(total)) - placed
     found = happiness(_placements(shares, existing))
     if found < happy or unplaced:
         for share in shares:
