@@ -65,11 +65,16 @@ def immutable_segment_layout(file_size: int, max_segment_size: int, needed: int,
     if segment_size == 0:
         # An empty file still has one (empty) segment.
         return SegmentLayout(file_size, 0, 1, 0, 0, 0, 0, needed, total)
-    num_segments = -(-file_size // segment_size)
-    tail = file_size % segment_size or segment_size
+    return _cut(file_size, segment_size, needed, total)
+
+
+def _cut(size: int, segment_size: int, needed: int, total: int) -> SegmentLayout:
+    """Segments of ``segment_size`` bytes, the last one shorter and zero-padded to a multiple of k."""
+    num_segments = -(-size // segment_size)
+    tail = size % segment_size or segment_size
     tail_padded = next_multiple(tail, needed)
     return SegmentLayout(
-        file_size=file_size,
+        file_size=size,
         segment_size=segment_size,
         num_segments=num_segments,
         tail_segment_size=tail,
@@ -100,20 +105,7 @@ def mutable_segment_layout(
     segment_size = next_multiple(max_segment_size if mdmf else data_length, needed)
     if data_length == 0:
         return SegmentLayout(0, segment_size, 0, 0, 0, segment_size // needed, 0, needed, total)
-    num_segments = -(-data_length // segment_size)
-    tail = data_length % segment_size or segment_size
-    tail_padded = next_multiple(tail, needed)
-    return SegmentLayout(
-        file_size=data_length,
-        segment_size=segment_size,
-        num_segments=num_segments,
-        tail_segment_size=tail,
-        tail_padded_size=tail_padded,
-        block_size=segment_size // needed,
-        tail_block_size=tail_padded // needed,
-        needed=needed,
-        total=total,
-    )
+    return _cut(data_length, segment_size, needed, total)
 
 
 def pad_segment(segment: bytes, needed: int) -> bytes:

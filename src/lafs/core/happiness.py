@@ -7,19 +7,7 @@ from collections.abc import Mapping, Sequence, Set
 
 def happiness(placements: Mapping[str, set[int]]) -> int:
     """The size of a maximum matching between servers and the share numbers each holds."""
-    match_of_share: dict[int, str] = {}
-
-    def augment(server: str, seen: set[int]) -> bool:
-        for share in sorted(placements[server]):
-            if share in seen:
-                continue
-            seen.add(share)
-            if share not in match_of_share or augment(match_of_share[share], seen):
-                match_of_share[share] = server
-                return True
-        return False
-
-    return sum(1 for server in placements if augment(server, set()))
+    return len(_max_matching(list(placements), placements))
 
 
 def _max_matching(servers: Sequence[str], holds: Mapping[str, set[int]]) -> dict[int, str]:
