@@ -90,7 +90,14 @@ def test_rejection_messages_name_the_problem() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [None, b"msg", (b"m", b"v0-a"), (b"m", "v0-aa", b"v0-aa"), (b"m", b"v0-aa", b"v0-aa", b"x"), [1, 2, 3]],
+    [
+        None,
+        b"msg",
+        (b"m", b"v0-a"),
+        (b"m", "v0-aa", b"v0-aa"),
+        (b"m", b"v0-aa", b"v0-aa", b"x"),
+        [1, 2, 3],
+    ],
 )
 def test_malformed_triples_raise_our_error(garbage: Any) -> None:
     with pytest.raises(BadAnnouncementError):
@@ -98,7 +105,9 @@ def test_malformed_triples_raise_our_error(garbage: Any) -> None:
 
 
 def test_signed_json_that_is_not_an_object_is_rejected() -> None:
-    seed = crypto.ed25519_private_from_string(VECTORS["tahoe_signed"][0]["private_key"].encode("ascii"))
+    seed = crypto.ed25519_private_from_string(
+        VECTORS["tahoe_signed"][0]["private_key"].encode("ascii")
+    )
     key = sign_announcement({"x": 1}, seed)[2]
     list_msg = b"[1, 2]"
     list_sig = b"v0-" + base32.b2a_bytes(crypto.ed25519_sign(seed, list_msg))

@@ -27,7 +27,9 @@ def broker_with_connected_servers(preferred: tuple[str, ...] = ()) -> StorageBro
         broker.got_announcement(server["server_id"], server["ann"])
         handle = broker.get_server(server["server_id"])
         assert handle is not None
-        handle.rref = object()  # stands in for a live connection; the broker never started connecting
+        handle.rref = (
+            object()
+        )  # stands in for a live connection; the broker never started connecting
     return broker
 
 
@@ -41,7 +43,10 @@ def test_every_seed_source_is_covered() -> None:
     # announced seed (84 chars, decodes to the key's b32 text), key-based ID, SHA256 fallback
     lengths = {len(base32.a2b(seed)) for seed in VECTORS["seeds_b32"].values()}
     assert lengths == {52, 32}
-    assert any("permutation-seed-base32" not in s["ann"] and s["server_id"].startswith("v0-") for s in VECTORS["servers"])
+    assert any(
+        "permutation-seed-base32" not in s["ann"] and s["server_id"].startswith("v0-")
+        for s in VECTORS["servers"]
+    )
     assert any(not s["server_id"].startswith("v0-") for s in VECTORS["servers"])
 
 
@@ -59,7 +64,9 @@ def test_preferred_peers_come_first(vector: dict[str, Any]) -> None:
     # peers.preferred has no effect; the vectors record both.)
     broker = broker_with_connected_servers(tuple(VECTORS["preferred"]))
     storage_index = base32.a2b(vector["storage_index_b32"])
-    assert [h.server_id for h in broker.permuted_servers(storage_index)] == vector["order_with_preferred_as_bytes"]
+    assert [h.server_id for h in broker.permuted_servers(storage_index)] == vector[
+        "order_with_preferred_as_bytes"
+    ]
     assert vector["order_with_preferred_as_str_from_tahoe_cfg"] == vector["order"]
 
 
