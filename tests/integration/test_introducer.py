@@ -22,7 +22,10 @@ from zope.interface import implementer
 
 from lafs.client.storage_broker import StorageBroker
 from lafs.core import base32, crypto
-from lafs.interfaces import RIIntroducerSubscriberClient_v2
+from lafs.interfaces import (
+    RIIntroducerPublisherAndSubscriberService_v2,
+    RIIntroducerSubscriberClient_v2,
+)
 from lafs.introducer.announcement import sign_announcement
 from lafs.introducer.client import IntroducerClient
 from lafs.introducer.server import IntroducerService
@@ -516,3 +519,48 @@ async def test_furl_is_private_and_stable_and_the_legacy_file_moves(tmp_path: Pa
         assert not (basedir / "introducer.furl").exists() and furl_file.read_text().strip() == furl
     finally:
         await introducer.stop()
+
+
+@implementer(RIIntroducerPublisherAndSubscriberService_v2)
+class NotV2Introducer(Referenceable):  # type: ignore[misc]
+    """Answers get_version without the v2 protocol key, as an introducer we cannot talk to."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def remote_get_version(self) -> dict[bytes, Any]:
+        self.calls.append("get_version")
+        return {b"application-version": b"tahoe-lafs/1.0"}
+
+    def remote_publish_v2(self, ann_t: Any, canary: Any) -> None:
+        self.calls.append("publish_v2")
+
+    def remote_subscribe_v2(self, subscriber: Any, service_name: bytes, info: Any) -> None:
+        self.calls.append("subscribe_v2")
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_introducer_without_the_v2_protocol_is_not_used(tmp_path: Path) -> None:
+    server_tub = listening_tub(tmp_path / "old.pem")
+    fake = NotV2Introducer()
+    furl = server_tub.registerReference(fake)
+    tub = listening_tub(tmp_path / "node.pem")
+    client = IntroducerClient(
+        tub,
+        furl,
+        nickname="c",
+        signing_seed=crypto.ed25519_generate(),
+        sequencer=counter(),
+        cache_path=str(tmp_path / "cache.yaml"),
+    )
+    client.publish("storage", {"anonymous-storage-FURL": "pb://x@tcp:127.0.0.1:1/y"})
+    client.subscribe_to("storage", lambda key_s, ann: None)
+    client.startService()
+    try:
+        await wait_for(lambda: fake.calls == ["get_version"], "the version check")
+        await sleep(0.2)
+        assert fake.calls == ["get_version"] and not client.connected_to_introducer()
+    finally:
+        await client.stopService()
+        await tub.stopService()
+        await server_tub.stopService()

@@ -106,6 +106,8 @@ class ServerHandle:
         d = rref.callRemote("get_version")
 
         def got_version(version: dict[bytes, Any]) -> None:
+            if self._reconnector is None:
+                return  # stopped (or replaced by a newer fURL) while get_version was on its way
             self.version = version
             self.rref = rref
             self.last_connect_time = self.last_received_data = time.time()
@@ -153,6 +155,9 @@ class StorageBroker(service.MultiService):
                 return
             existing.stop_connecting()
         handle = ServerHandle(server_id, ann)
+        if existing is not None:
+            # whoever watched the server at its old fURL keeps hearing about it at the new one
+            handle._status_callbacks = existing._status_callbacks
         self._servers[server_id] = handle
         if self.running:
             handle.start_connecting(self.tub)

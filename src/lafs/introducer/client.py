@@ -103,6 +103,8 @@ class IntroducerClient(service.MultiService):
         d = rref.callRemote("get_version")
 
         def got_version(version: dict[bytes, Any]) -> None:
+            if self._reconnector is None:
+                return  # stopped while get_version was on its way
             if INTRODUCER_PROTOCOL_V2 not in version:
                 log.error("introducer {furl} does not speak the v2 protocol; ignoring it", furl=self.introducer_furl)
                 return
