@@ -12,6 +12,7 @@ from twisted.internet.task import Clock
 from lafs.client.files import FileSource
 from lafs.client.storage_client import InProcessStorageClient
 from lafs.core import caps, hashes
+from lafs.core.codec import immutable_segment_layout
 from lafs.immutable.download import NotEnoughSharesError, download_immutable
 from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
 from lafs.storage.server import StorageServer
@@ -134,6 +135,36 @@ async def test_download_fails_clearly_with_eight_stopped(grid: Grid) -> None:
         client.stopped = True
     with pytest.raises(NotEnoughSharesError, match=r"found 2 distinct share\(s\).*3 are needed"):
         await download(grid, cap)
+
+
+@pytest_twisted.ensureDeferred
+async def test_servers_dying_mid_download_are_replaced_without_starting_over(grid: Grid) -> None:
+    """Servers that die after the first segment are dropped; the rest comes from other shares."""
+    data = os.urandom(6 * SEGMENT + 100)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    pieces: list[bytes] = []
+    killed: list[InProcessStorageClient] = []
+    reads_at_kill: dict[str, int] = {}
+
+    def sink(piece: bytes) -> None:
+        pieces.append(piece)
+        if len(pieces) == 1:
+            # Kill every server that has served a read so far: all the shares in use.
+            for client in grid.clients:
+                reads_at_kill[client.server_id] = client.reads
+                if client.reads:
+                    client.stopped = True
+                    killed.append(client)
+
+    await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=sink)
+    assert b"".join(pieces) == data
+    # Each segment was delivered once, in order: the download did not start over.
+    segments = immutable_segment_layout(len(data), SEGMENT, 3, 10).num_segments
+    assert segments == 7 and len(pieces) == segments
+    assert len(killed) >= 3
+    survivors = [c for c in grid.clients if not c.stopped]
+    assert sum(c.reads - reads_at_kill[c.server_id] for c in survivors) >= 3 * (segments - 1)
 
 
 @pytest_twisted.ensureDeferred

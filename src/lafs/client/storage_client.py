@@ -150,7 +150,10 @@ async def _turn() -> None:
 
 
 class InProcessStorageClient:
-    """Calls a StorageServer directly.  ``stopped`` makes every call fail as if the server died."""
+    """Calls a StorageServer directly.  ``stopped`` makes every call fail as if the server died.
+
+    ``reads`` counts the share reads served, so tests can see which servers a download used.
+    """
 
     def __init__(self, server: Any, server_id: str) -> None:
         self.server = server
@@ -159,6 +162,7 @@ class InProcessStorageClient:
         self.stopped = False
         self.fail_writes_after: int | None = None
         self._writes = 0
+        self.reads = 0
 
     def _check(self) -> None:
         if self.stopped:
@@ -226,6 +230,7 @@ class _InProcessReader:
     async def read(self, offset: int, length: int) -> bytes:
         await _turn()
         self._client._check()
+        self._client.reads += 1
         return bytes(self._reader.read(offset, length))
 
     async def advise_corrupt_share(self, reason: bytes) -> None:
