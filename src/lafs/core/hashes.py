@@ -25,7 +25,10 @@ def sha256d(data: bytes) -> bytes:
 
 
 def tagged_hash(tag: bytes, value: bytes, truncate_to: int | None = None) -> bytes:
-    digest = sha256d(netstring(tag) + value)
+    # Two updates rather than one concatenation: values are often whole blocks or segments.
+    inner = hashlib.sha256(netstring(tag))
+    inner.update(value)
+    digest = hashlib.sha256(inner.digest()).digest()
     return digest if truncate_to is None else digest[:truncate_to]
 
 
