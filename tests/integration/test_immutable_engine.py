@@ -291,3 +291,38 @@ async def test_reupload_after_the_grid_grew_spreads_the_shares(grid: Grid) -> No
     for client in grid.clients[:3]:
         client.stopped = True
     assert await download(grid, first) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_hashed_while_receiving_gives_the_same_cap(grid: Grid) -> None:
+    """A body hashed as it arrives (HashingBody) yields exactly the key the uploader would derive."""
+    import io
+
+    from lafs.immutable.upload import convergence_hasher_for
+    from lafs.web.request import HashingBody
+
+    for size in (56, SEGMENT - 1, 3 * SEGMENT + 1):
+        data = os.urandom(size)
+        body = HashingBody(io.BytesIO(), convergence_hasher_for(size, 3, 10, SEGMENT, SECRET), size)
+        for start in range(0, size, 1000):
+            body.write(data[start : start + 1000])
+        hint = body.convergent_key()
+        assert hint is not None
+        hinted = await upload_immutable(
+            BytesSource(data), convergence_secret=SECRET, needed=3, happy=7, total=10,
+            servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT, convergent_key_hint=hint,
+        )
+        assert hinted.cap == await upload(grid, data)
+
+
+def test_a_body_shorter_than_declared_gives_no_key() -> None:
+    import io
+
+    from lafs.immutable.upload import convergence_hasher_for
+    from lafs.web.request import HashingBody
+
+    body = HashingBody(io.BytesIO(), convergence_hasher_for(100, 3, 10, SEGMENT, SECRET), 100)
+    body.write(b"x" * 99)
+    assert body.convergent_key() is None
+    body.seek(0)
+    assert body.read() == b"x" * 99

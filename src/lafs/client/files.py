@@ -8,8 +8,9 @@ from typing import Any, BinaryIO
 
 from lafs.client.storage_client import FoolscapStorageClient
 from lafs.core import caps
+from lafs.core.hashes import Sha256dHasher
 from lafs.immutable.download import NotEnoughSharesError, download_immutable
-from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
+from lafs.immutable.upload import UploadUnhappinessError, convergence_hasher_for, upload_immutable
 
 __all__ = ["FileService", "FileSource", "NotEnoughSharesError", "UploadUnhappinessError"]
 
@@ -56,7 +57,13 @@ class FileService:
             if handle.rref is not None
         ]
 
-    async def upload(self, stream: BinaryIO, *, convergence: bool = True) -> str:
+    def convergence_hasher(self, size: int) -> Sha256dHasher:
+        """A hasher for a ``size``-byte file: its digest is the key ``upload`` would derive."""
+        needed, _, total = self.encoding
+        return convergence_hasher_for(size, needed, total, self.max_segment_size, self.node.convergence_secret)
+
+    async def upload(self, stream: BinaryIO, *, convergence: bool = True, key_hint: bytes | None = None) -> str:
+        """Upload ``stream``; ``key_hint`` is a ``convergence_hasher`` digest of its bytes, if known."""
         source = FileSource(stream)
         needed, happy, total = self.encoding
         result = await upload_immutable(
@@ -68,6 +75,7 @@ class FileService:
             max_segment_size=self.max_segment_size,
             servers_for=self._servers,
             lease_secret=self.node.lease_secret,
+            convergent_key_hint=key_hint,
         )
         return str(result.cap.to_string())
 

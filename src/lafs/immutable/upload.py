@@ -59,8 +59,14 @@ class UploadResult:
     placements: dict[str, frozenset[int]] = attrs.field(factory=dict)
 
 
-def convergent_key(source: DataSource, needed: int, total: int, segment_size: int, secret: bytes) -> bytes:
-    hasher = hashes.convergence_hasher(needed, total, segment_size, secret)
+def convergence_hasher_for(size: int, needed: int, total: int, max_segment_size: int, secret: bytes) -> hashes.Sha256dHasher:
+    """The hasher that, fed all ``size`` bytes of a file, yields the convergent key its upload uses."""
+    segment_size = immutable_segment_layout(size, max_segment_size, needed, total).segment_size
+    return hashes.convergence_hasher(needed, total, segment_size, secret)
+
+
+def convergent_key(source: DataSource, needed: int, total: int, max_segment_size: int, secret: bytes) -> bytes:
+    hasher = convergence_hasher_for(source.size, needed, total, max_segment_size, secret)
     for offset in range(0, source.size, HASH_READ_SIZE):
         hasher.update(source.read(offset, HASH_READ_SIZE))
     return hasher.digest()
@@ -96,8 +102,14 @@ async def upload_immutable(
     servers_for: Callable[[bytes], Sequence[StorageServerClient]],
     lease_secret: bytes,
     max_segment_size: int = 1024 * 1024,
+    convergent_key_hint: bytes | None = None,
 ) -> UploadResult:
-    """Upload ``source``; return its cap.  ``servers_for(storage_index)`` gives servers in permuted order."""
+    """Upload ``source``; return its cap.  ``servers_for(storage_index)`` gives servers in permuted order.
+
+    ``convergent_key_hint`` is the key a ``convergence_hasher_for`` hasher gave for
+    these very bytes (e.g. hashed while they arrived), saving a pass over the file;
+    it is used only for convergent uploads.
+    """
     size = source.size
     if size <= caps.LIT_SIZE_THRESHOLD:
         return UploadResult(caps.LiteralFileCap(source.read(0, size)))
@@ -105,8 +117,10 @@ async def upload_immutable(
     started = time.monotonic()
     if convergence_secret is None:
         key = os.urandom(16)
+    elif convergent_key_hint is not None:
+        key = convergent_key_hint
     else:
-        key = await _in_thread(convergent_key, source, needed, total, layout.segment_size, convergence_secret)
+        key = await _in_thread(convergent_key, source, needed, total, max_segment_size, convergence_secret)
     storage_index = hashes.storage_index_hash(key)
     file_renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index)
     file_cancel = hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index)

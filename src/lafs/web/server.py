@@ -8,9 +8,9 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.web.server import Site
 
 from lafs.config import ConfigError
+from lafs.web.request import GatewaySite
 from lafs.web.root import RootResource
 
 log = Logger()
@@ -22,7 +22,7 @@ class WebGateway(service.MultiService):
         self.setName("webish")
         self.node = node
         self.port_spec = port_spec
-        self.site = Site(RootResource(node))
+        self.site = GatewaySite(RootResource(node), node)
         self.site.displayTracebacks = False
         self._port: Any = None
         self._listening: list[defer.Deferred[Any]] = []

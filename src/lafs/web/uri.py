@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from lafs.core import base32, caps
 from lafs.core.errors import LafsError
+from lafs.web.request import HashingBody
 
 log = Logger()
 _RANGE = re.compile(r"\Abytes=(\d*)-(\d*)\Z")
@@ -119,7 +120,8 @@ class URIRoot(Resource):
         return _run(request, self._upload(request, io.BytesIO(files[0]), when_done=_arg(request, "when_done")))
 
     async def _upload(self, request: Any, body: Any, when_done: str = "") -> None:
-        cap = await self.node.files.upload(body)
+        key_hint = body.convergent_key() if isinstance(body, HashingBody) else None
+        cap = await self.node.files.upload(body, key_hint=key_hint)
         if when_done:
             request.redirect(when_done.encode("utf-8"))
             request.finish()
