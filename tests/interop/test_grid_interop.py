@@ -79,3 +79,25 @@ def test_our_run_runs_a_real_node_dir_that_joins_a_real_grid(
     assert "ours-in-real-grid" in {s["nickname"] for s in servers}
     tahoe("stop", str(node_dir))
     wait_for(lambda: connected(real_grid.web_url) == count - 1, 60, "the real client to notice our node leaving")
+
+
+def test_real_run_runs_a_node_dir_we_created(real_grid: harness.RealGrid, tmp_path: Path) -> None:
+    """The other direction: a storage node made by OUR create-node runs under the REAL `tahoe run`."""
+    node_dir = tmp_path / "made-by-lafs"
+    tahoe(
+        "create-node", *listen_args(), "--webport=none", "--nickname=lafs-made",
+        f"--introducer={real_grid.introducer_furl}", str(node_dir),
+    )
+    real_node = harness.start_real_node(node_dir)
+    try:
+        count = len(real_grid.storage_nodes) + 1
+        harness.wait_for_servers(real_grid.web_url, count, 90)
+        servers = harness.get_json(real_grid.web_url + "?t=json")["servers"]
+        assert "lafs-made" in {s["nickname"] for s in servers}
+        # The real node really serves: the real client stores a file with our node in the grid.
+        source = tmp_path / "f"
+        source.write_bytes(b"stored with a lafs-made node in the grid " * 500)
+        cap = real_grid.cli("put", str(source)).stdout.strip()
+        assert real_grid.cli("get", cap).stdout == source.read_text()
+    finally:
+        real_node.stop()
