@@ -8,6 +8,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from lafs.core.caps import LIT_SIZE_THRESHOLD
+from lafs.core.hashes import Sha256dHasher
 
 
 class HashingBody:
@@ -18,7 +19,7 @@ class HashingBody:
     the uploader a whole pass over the spooled file afterwards.
     """
 
-    def __init__(self, spool: Any, hasher: Any, expected_length: int) -> None:
+    def __init__(self, spool: Any, hasher: Sha256dHasher, expected_length: int) -> None:
         self._spool = spool
         self._hasher = hasher
         self._expected_length = expected_length
