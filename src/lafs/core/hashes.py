@@ -25,11 +25,10 @@ def sha256d(data: bytes) -> bytes:
 
 
 def tagged_hash(tag: bytes, value: bytes, truncate_to: int | None = None) -> bytes:
-    # Two updates rather than one concatenation: values are often whole blocks or segments.
-    inner = hashlib.sha256(netstring(tag))
-    inner.update(value)
-    digest = hashlib.sha256(inner.digest()).digest()
-    return digest if truncate_to is None else digest[:truncate_to]
+    # Fed to a hasher rather than concatenated: values are often whole blocks or segments.
+    hasher = Sha256dHasher(tag, truncate_to)
+    hasher.update(value)
+    return hasher.digest()
 
 
 def tagged_pair_hash(tag: bytes, first: bytes, second: bytes, truncate_to: int | None = None) -> bytes:
