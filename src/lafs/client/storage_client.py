@@ -58,12 +58,16 @@ def _remote_failure(server_id: str) -> Callable[[Any], None]:
     return convert
 
 
-async def _call(rref: Any, server_id: str, method: str, *args: Any) -> Any:
+def _start_call(rref: Any, server_id: str, method: str, *args: Any) -> defer.Deferred[Any]:
     try:
         d = rref.callRemote(method, *args)
     except Exception as e:  # DeadReferenceError is raised synchronously by foolscap
-        raise ServerError(f"server {server_id}: {e}") from None
-    return await d.addErrback(_remote_failure(server_id))
+        return defer.fail(ServerError(f"server {server_id}: {e}"))
+    return d.addErrback(_remote_failure(server_id))
+
+
+async def _call(rref: Any, server_id: str, method: str, *args: Any) -> Any:
+    return await _start_call(rref, server_id, method, *args)
 
 
 class _FoolscapBucket:
@@ -72,7 +76,10 @@ class _FoolscapBucket:
         self._server_id = server_id
 
     async def write(self, offset: int, data: bytes) -> None:
-        await _call(self._rref, self._server_id, "write", offset, data)
+        sent = _start_call(self._rref, self._server_id, "write", offset, data)
+        # foolscap keeps what it has yet to send; holding the data until the answer would keep every write in memory twice as long.
+        del data
+        await sent
 
     async def close(self) -> None:
         await _call(self._rref, self._server_id, "close")
