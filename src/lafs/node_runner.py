@@ -19,6 +19,7 @@ from lafs.node import Node
 READY_MARKER = os.path.join("logs", "ready")
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _MALLOC_KEEP_BYTES = 64 * 1024 * 1024
 _MALLOC_MMAP_BYTES = 16 * 1024 * 1024
 
@@ -31,6 +32,12 @@ def _reuse_freed_memory() -> None:
     mmap()s and gives them back on free, so every block costs page faults and
     zeroing of new pages.  Keeping up to 64 MiB of freed heap for reuse makes
     them cheap; memory stays bounded by the pipeline, not the file.
+
+    One arena for all threads: otherwise each worker thread (encoding,
+    verifying) gets its own arena that keeps its own freed memory, which
+    raised a 128 MiB download's peak RSS from ~105 to ~160 MiB.  Large
+    buffers are few per segment, so sharing the arena's lock costs nothing
+    measurable.
     """
     import ctypes
     import ctypes.util
@@ -43,6 +50,7 @@ def _reuse_freed_memory() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return  # not glibc: nothing to tune
+    mallopt(_M_ARENA_MAX, 1)
     mallopt(_M_MMAP_THRESHOLD, _MALLOC_MMAP_BYTES)
     mallopt(_M_TRIM_THRESHOLD, _MALLOC_KEEP_BYTES)
 

@@ -8,6 +8,7 @@ import attrs
 import zfec
 
 from lafs.core.errors import FormatError
+from lafs.core.hashes import BytesLike
 
 
 class CodecError(FormatError):
@@ -145,7 +146,7 @@ class ZfecCodec:
         pieces = [segment[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
         return [bytes(block) for block in self._encoder.encode(pieces)]
 
-    def decode(self, blocks: Mapping[int, bytes]) -> bytes:
+    def decode(self, blocks: Mapping[int, BytesLike]) -> bytes:
         """The (padded) segment from any k blocks, keyed by block number."""
         for number in blocks:
             if not 0 <= number < self.total:

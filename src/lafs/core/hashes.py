@@ -18,13 +18,16 @@ HASH_SIZE = 32
 SALT_SIZE = 16
 STORAGE_INDEX_SIZE = 16
 
+BytesLike = bytes | bytearray | memoryview
+"""What the hashes accept as data: slices of a larger read need not be copied first."""
+
 
 def sha256d(data: bytes) -> bytes:
     """SHA-256 applied twice."""
     return hashlib.sha256(hashlib.sha256(data).digest()).digest()
 
 
-def tagged_hash(tag: bytes, value: bytes, truncate_to: int | None = None) -> bytes:
+def tagged_hash(tag: bytes, value: BytesLike, truncate_to: int | None = None) -> bytes:
     # Fed to a hasher rather than concatenated: values are often whole blocks or segments.
     hasher = Sha256dHasher(tag, truncate_to)
     hasher.update(value)
@@ -43,7 +46,7 @@ class Sha256dHasher:
         self._inner = hashlib.sha256(netstring(tag))
         self._truncate_to = truncate_to
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: BytesLike) -> None:
         self._inner.update(data)
 
     def digest(self) -> bytes:
@@ -87,7 +90,7 @@ def convergence_hash(needed: int, total: int, segment_size: int, data: bytes, co
     return hasher.digest()
 
 
-def block_hash(block: bytes) -> bytes:
+def block_hash(block: BytesLike) -> bytes:
     return tagged_hash(TAG_BLOCK, block)
 
 
@@ -103,7 +106,7 @@ def crypttext_hasher() -> Sha256dHasher:
     return Sha256dHasher(TAG_CRYPTTEXT)
 
 
-def crypttext_segment_hash(segment: bytes) -> bytes:
+def crypttext_segment_hash(segment: BytesLike) -> bytes:
     return tagged_hash(TAG_CRYPTTEXT_SEGMENT, segment)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from lafs.client.storage_client import BucketReaderClient, ServerError, StorageServerClient
@@ -33,6 +33,12 @@ from lafs.core.share_layout import (
 )
 
 log = Logger()
+READ_SEGMENTS = 4
+"""Consecutive segments whose blocks are read from each share in one call.
+
+As for uploads (``upload.WRITE_SEGMENTS``), each remote call has a fixed cost
+on both ends, so a download reads runs of blocks and fetches the next run
+while the current one is decrypted and delivered."""
 
 
 class NotEnoughSharesError(LafsError):
@@ -216,45 +222,73 @@ class _Download:
             except _BadShare as problem:
                 await self._drop(source, problem)
 
-    async def fetch_block(self, source: _ShareSource, segnum: int) -> tuple[int, bytes]:
-        assert source.offsets is not None and source.block_tree is not None
-        where, length = source.offsets.block_range(segnum, self.layout.num_segments, self.layout.tail_block_size)
-        block = await source.read(where, length)
-        if len(block) != length or hashes.block_hash(block) != source.block_tree.get_leaf(segnum):
-            raise _BadShare(f"share {source.shnum}: block {segnum} does not match its hash", corrupt=True)
-        return source.shnum, block
+    async def fetch_blocks(self, source: _ShareSource, first: int, last: int) -> list[memoryview]:
+        """One share's (unverified) blocks for segments ``first..last``, read in one call."""
+        assert source.offsets is not None
+        ranges = [
+            source.offsets.block_range(segnum, self.layout.num_segments, self.layout.tail_block_size)
+            for segnum in range(first, last + 1)
+        ]
+        start = ranges[0][0]
+        length = ranges[-1][0] + ranges[-1][1] - start
+        data = memoryview(await source.read(start, length))
+        if len(data) != length:
+            raise _BadShare(f"share {source.shnum}: blocks {first}..{last} are cut short", corrupt=True)
+        return [data[where - start : where - start + size] for where, size in ranges]
 
-    async def segment(self, segnum: int) -> bytes:
-        """The verified crypttext of one segment (unpadded)."""
-        assert self.crypttext_tree is not None
+    async def segments(self, first: int, last: int) -> list[bytes]:
+        """The verified crypttext (unpadded) of segments ``first..last``."""
+        fetched: dict[int, tuple[_ShareSource, list[memoryview]]] = {}
         while True:
-            await self.ensure_active()
-            chosen = sorted(self.active.values(), key=lambda s: s.shnum)[: self.cap.needed]
-            results = await defer.DeferredList(
-                [defer.Deferred.fromCoroutine(self.fetch_block(s, segnum)) for s in chosen], consumeErrors=True
-            )
-            blocks: dict[int, bytes] = {}
-            for source, (ok, value) in zip(chosen, results, strict=True):
-                if ok:
-                    blocks[value[0]] = value[1]
-                else:
-                    failure: Any = value
-                    error = failure.value
-                    problem = error if isinstance(error, _BadShare) else _BadShare(str(error), corrupt=False)
-                    await self._drop(source, problem)
-            if len(blocks) < self.cap.needed:
-                continue
-            padded = await _decode_in_thread(self.codec, blocks)
+            while len(fetched) < self.cap.needed:
+                await self.ensure_active()
+                # Shares already read stay; only the ones that failed are replaced.
+                chosen = [s for s in sorted(self.active.values(), key=lambda s: s.shnum) if s.shnum not in fetched]
+                chosen = chosen[: self.cap.needed - len(fetched)]
+                results = await defer.DeferredList(
+                    [defer.Deferred.fromCoroutine(self.fetch_blocks(s, first, last)) for s in chosen], consumeErrors=True
+                )
+                for source, (ok, value) in zip(chosen, results, strict=True):
+                    if ok:
+                        fetched[source.shnum] = (source, value)
+                    else:
+                        failure: Any = value
+                        error = failure.value
+                        problem = error if isinstance(error, _BadShare) else _BadShare(str(error), corrupt=False)
+                        await self._drop(source, problem)
+            # Hashing and decoding run in a thread (hashlib and zfec release the GIL),
+            # overlapping with the reactor receiving the next run.
+            bad, crypttexts = await threads.deferToThread(self._verify_and_decode, fetched, first, last)
+            if not bad:
+                return crypttexts
+            for shnum, message in bad.items():
+                source, _ = fetched.pop(shnum)
+                await self._drop(source, _BadShare(message, corrupt=True))
+
+    def _verify_and_decode(
+        self, fetched: dict[int, tuple[_ShareSource, list[memoryview]]], first: int, last: int
+    ) -> tuple[dict[int, str], list[bytes]]:
+        """Shares whose blocks fail their hashes (by number, with why); else the checked crypttexts."""
+        assert self.crypttext_tree is not None
+        bad = {}
+        for shnum, (source, blocks) in fetched.items():
+            assert source.block_tree is not None
+            for segnum, block in zip(range(first, last + 1), blocks, strict=True):
+                if hashes.block_hash(block) != source.block_tree.get_leaf(segnum):
+                    bad[shnum] = f"share {shnum}: block {segnum} does not match its hash"
+                    break
+        if bad:
+            return bad, []
+        crypttexts = []
+        for index, segnum in enumerate(range(first, last + 1)):
+            padded = self.codec.decode({shnum: blocks[index] for shnum, (_, blocks) in fetched.items()})
             _, length = self.layout.segment_range(segnum)
             crypttext = padded[:length]
             if hashes.crypttext_segment_hash(crypttext) != self.crypttext_tree.get_leaf(segnum):
                 # Every block verified, so the crypttext tree itself must be bad: nothing to retry with.
                 raise LafsError(f"segment {segnum} does not match the crypttext hash tree; the file cannot be verified")
-            return crypttext
-
-
-async def _decode_in_thread(codec: ZfecCodec, blocks: dict[int, bytes]) -> bytes:
-    return codec.decode(blocks)
+            crypttexts.append(crypttext)
+        return {}, crypttexts
 
 
 async def download_immutable(
@@ -285,18 +319,26 @@ async def download_immutable(
     layout = download.layout
     first = offset // layout.segment_size
     last = (end - 1) // layout.segment_size
+
+    def fetch(run_first: int) -> defer.Deferred[list[bytes]] | None:
+        if run_first > last:
+            return None
+        return defer.Deferred.fromCoroutine(download.segments(run_first, min(last, run_first + READ_SEGMENTS - 1)))
+
     key = cap.key
-    pending: defer.Deferred[bytes] | None = defer.Deferred.fromCoroutine(download.segment(first))
-    for segnum in range(first, last + 1):
-        assert pending is not None
-        crypttext = await pending
-        # Fetch the next segment while this one is decrypted and delivered.
-        pending = defer.Deferred.fromCoroutine(download.segment(segnum + 1)) if segnum < last else None
-        segment_start = segnum * layout.segment_size
-        plaintext = AESCTRStream(key, segment_start).process(crypttext)
-        lo = max(offset, segment_start) - segment_start
-        hi = min(end, segment_start + len(plaintext)) - segment_start
-        delivered = sink(plaintext[lo:hi])
-        if isinstance(delivered, defer.Deferred):
-            # The consumer is slow: wait for it rather than buffering the file in memory.
-            await delivered
+    segnum = first
+    pending = fetch(first)
+    while pending is not None:
+        crypttexts = await pending
+        # Fetch the next run while this one is decrypted and delivered.
+        pending = fetch(segnum + len(crypttexts))
+        for crypttext in crypttexts:
+            segment_start = segnum * layout.segment_size
+            plaintext = AESCTRStream(key, segment_start).process(crypttext)
+            lo = max(offset, segment_start) - segment_start
+            hi = min(end, segment_start + len(plaintext)) - segment_start
+            delivered = sink(plaintext[lo:hi])
+            if isinstance(delivered, defer.Deferred):
+                # The consumer is slow: wait for it rather than buffering the file in memory.
+                await delivered
+            segnum += 1
