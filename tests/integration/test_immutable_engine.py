@@ -310,6 +310,7 @@ async def test_key_hashed_while_receiving_gives_the_same_cap(grid: Grid) -> None
         body = HashingBody(io.BytesIO(), convergence_hasher_for(size, 3, 10, SEGMENT, SECRET), size)
         for start in range(0, size, 1000):
             body.write(data[start : start + 1000])
+        await body.finished()
         hint = body.convergent_key()
         assert hint is not None
         hinted = await upload_immutable(
@@ -319,7 +320,8 @@ async def test_key_hashed_while_receiving_gives_the_same_cap(grid: Grid) -> None
         assert hinted.cap == await upload(grid, data)
 
 
-def test_a_body_shorter_than_declared_gives_no_key() -> None:
+@pytest_twisted.ensureDeferred
+async def test_a_body_shorter_than_declared_gives_no_key() -> None:
     import io
 
     from lafs.immutable.upload import convergence_hasher_for
@@ -327,6 +329,7 @@ def test_a_body_shorter_than_declared_gives_no_key() -> None:
 
     body = HashingBody(io.BytesIO(), convergence_hasher_for(100, 3, 10, SEGMENT, SECRET), 100)
     body.write(b"x" * 99)
+    await body.finished()
     assert body.convergent_key() is None
     body.seek(0)
     assert body.read() == b"x" * 99

@@ -1,14 +1,21 @@
-"""The gateway's HTTP request: uploaded bodies are hashed for their convergent key while they arrive."""
+"""The gateway's HTTP request: uploaded bodies are spooled and hashed for their convergent key while they arrive."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import defer, threads
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
+
+HAND_OFF_BYTES = 1024 * 1024
+"""Received bytes are passed to the spooling thread in batches of about this size."""
+MAX_UNSPOOLED_BYTES = 8 * 1024 * 1024
+"""Past this many received-but-unspooled bytes, reading from the connection pauses."""
 
 
 class HashingBody:
@@ -16,23 +23,72 @@ class HashingBody:
 
     A CHK upload needs its convergent key before it can encrypt a byte, and the
     key is a hash of the whole file; hashing while the body is received spares
-    the uploader a whole pass over the spooled file afterwards.
+    the uploader a whole pass over the spooled file afterwards.  Writing the
+    spool and hashing happen in a worker thread (both release the GIL), so the
+    reactor keeps receiving meanwhile; ``finished()`` says when all is done.
     """
 
-    def __init__(self, spool: Any, hasher: Sha256dHasher, expected_length: int) -> None:
+    def __init__(self, spool: Any, hasher: Sha256dHasher, expected_length: int, producer: Any = None) -> None:
         self._spool = spool
         self._hasher = hasher
         self._expected_length = expected_length
+        self._producer = producer
         self._received = 0
+        self._batch: list[bytes] = []
+        self._batch_size = 0
+        self._unspooled = 0
+        self._paused = False
+        self._done: defer.Deferred[None] = defer.succeed(None)
+        self.spool_error: str | None = None
+        """Why the body could not be spooled (e.g. the disk is full), if it could not."""
 
     def write(self, data: bytes) -> None:
-        self._spool.write(data)
-        self._hasher.update(data)
         self._received += len(data)
+        self._batch.append(data)
+        self._batch_size += len(data)
+        if self._batch_size >= HAND_OFF_BYTES:
+            self._hand_off()
+
+    def _hand_off(self) -> None:
+        batch, size = self._batch, self._batch_size
+        self._batch, self._batch_size = [], 0
+        self._unspooled += size
+        # One batch at a time, in order: the spool and the hash are sequential.
+        self._done.addCallback(lambda _: threads.deferToThread(self._spool_and_hash, batch))
+        self._done.addBoth(self._spooled, size)
+        if self._unspooled > MAX_UNSPOOLED_BYTES and self._producer is not None and not self._paused:
+            self._paused = True
+            self._producer.pauseProducing()
+
+    def _spool_and_hash(self, batch: list[bytes]) -> None:
+        if self.spool_error is not None:
+            return
+        for chunk in batch:
+            self._spool.write(chunk)
+            self._hasher.update(chunk)
+
+    def _spooled(self, result: Any, size: int) -> None:
+        if isinstance(result, Failure):
+            error = result.value
+            self.spool_error = (error.strerror or str(error)) if isinstance(error, OSError) else repr(error)
+        self._unspooled -= size
+        if self._paused and self._unspooled <= MAX_UNSPOOLED_BYTES // 2:
+            self._paused = False
+            self._producer.resumeProducing()
+
+    def finished(self) -> defer.Deferred[None]:
+        """Fires once every byte received so far is spooled and hashed."""
+        if self._batch:
+            self._hand_off()
+        done: defer.Deferred[None] = defer.Deferred()
+        self._done.addCallback(lambda _: done.callback(None))
+        return done
 
     def convergent_key(self) -> bytes | None:
-        """The key for the whole body, or None if the body is not the length it declared."""
-        return self._hasher.digest() if self._received == self._expected_length else None
+        """The key for the whole body (once ``finished``), or None if it is not the length it declared or was not spooled."""
+        if self._received != self._expected_length or self.spool_error is not None or self._batch or self._unspooled:
+            return None
+        return self._hasher.digest()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._spool, name)
@@ -50,8 +106,16 @@ class GatewayRequest(Request):
             return
         files = getattr(channel.site.node, "files", None)
         if files is not None:
-            body: Any = HashingBody(self.content, files.convergence_hasher(length), length)
+            body: Any = HashingBody(self.content, files.convergence_hasher(length), length, channel.transport)
             self.content = body
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        body = self.content
+        if not isinstance(body, HashingBody):
+            super().requestReceived(command, path, version)
+            return
+        # The end of the body may still be on its way to the spool: handle the request once it is there.
+        body.finished().addCallback(lambda _: Request.requestReceived(self, command, path, version))
 
 
 class GatewaySite(Site):

@@ -120,7 +120,11 @@ class URIRoot(Resource):
         return _run(request, self._upload(request, io.BytesIO(files[0]), when_done=_arg(request, "when_done")))
 
     async def _upload(self, request: Any, body: Any, when_done: str = "") -> None:
-        key_hint = body.convergent_key() if isinstance(body, HashingBody) else None
+        key_hint = None
+        if isinstance(body, HashingBody):
+            if body.spool_error is not None:
+                raise WebError(http.INSUFFICIENT_STORAGE_SPACE, f"the gateway could not spool the upload: {body.spool_error}")
+            key_hint = body.convergent_key()
         cap = await self.node.files.upload(body, key_hint=key_hint)
         if when_done:
             request.redirect(when_done.encode("utf-8"))
