@@ -38,7 +38,9 @@ READ_SEGMENTS = 4
 
 As for uploads (``upload.WRITE_SEGMENTS``), each remote call has a fixed cost
 on both ends, so a download reads runs of blocks and fetches the next run
-while the current one is decrypted and delivered."""
+while the current ones are decrypted and delivered."""
+RUNS_AHEAD = 2
+"""Runs requested at once: the next run's blocks arrive while the current one is verified."""
 
 
 class NotEnoughSharesError(LafsError):
@@ -327,11 +329,13 @@ async def download_immutable(
 
     key = cap.key
     segnum = first
-    pending = fetch(first)
-    while pending is not None:
-        crypttexts = await pending
-        # Fetch the next run while this one is decrypted and delivered.
-        pending = fetch(segnum + len(crypttexts))
+    # Runs in flight: while one is verified and delivered, the next ones are on their way.
+    pending = [d for d in (fetch(first + i * READ_SEGMENTS) for i in range(RUNS_AHEAD)) if d is not None]
+    while pending:
+        crypttexts = await pending.pop(0)
+        following = fetch(segnum + RUNS_AHEAD * READ_SEGMENTS)
+        if following is not None:
+            pending.append(following)
         for crypttext in crypttexts:
             segment_start = segnum * layout.segment_size
             plaintext = AESCTRStream(key, segment_start).process(crypttext)
