@@ -172,6 +172,23 @@ async def test_servers_dying_mid_download_are_replaced_without_starting_over(gri
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_consumer_that_goes_away_stops_the_download(grid: Grid) -> None:
+    data = os.urandom(4 * READ_SEGMENTS * SEGMENT)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    pieces: list[bytes] = []
+
+    def sink(piece: bytes) -> None:
+        pieces.append(piece)
+        raise ConnectionError("the consumer went away")
+
+    with pytest.raises(ConnectionError, match="went away"):
+        await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=sink)
+    assert len(pieces) == 1
+    assert await download(grid, cap) == data
+
+
+@pytest_twisted.ensureDeferred
 async def test_corrupt_shares_are_detected_and_reported(grid: Grid) -> None:
     data = os.urandom(3 * SEGMENT + 17)
     cap = await upload(grid, data)

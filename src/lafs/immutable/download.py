@@ -331,18 +331,23 @@ async def download_immutable(
     segnum = first
     # Runs in flight: while one is verified and delivered, the next ones are on their way.
     pending = [d for d in (fetch(first + i * READ_SEGMENTS) for i in range(RUNS_AHEAD)) if d is not None]
-    while pending:
-        crypttexts = await pending.pop(0)
-        following = fetch(segnum + RUNS_AHEAD * READ_SEGMENTS)
-        if following is not None:
-            pending.append(following)
-        for crypttext in crypttexts:
-            segment_start = segnum * layout.segment_size
-            plaintext = AESCTRStream(key, segment_start).process(crypttext)
-            lo = max(offset, segment_start) - segment_start
-            hi = min(end, segment_start + len(plaintext)) - segment_start
-            delivered = sink(plaintext[lo:hi])
-            if isinstance(delivered, defer.Deferred):
-                # The consumer is slow: wait for it rather than buffering the file in memory.
-                await delivered
-            segnum += 1
+    try:
+        while pending:
+            crypttexts = await pending.pop(0)
+            following = fetch(segnum + RUNS_AHEAD * READ_SEGMENTS)
+            if following is not None:
+                pending.append(following)
+            for crypttext in crypttexts:
+                segment_start = segnum * layout.segment_size
+                plaintext = AESCTRStream(key, segment_start).process(crypttext)
+                lo = max(offset, segment_start) - segment_start
+                hi = min(end, segment_start + len(plaintext)) - segment_start
+                delivered = sink(plaintext[lo:hi])
+                if isinstance(delivered, defer.Deferred):
+                    # The consumer is slow: wait for it rather than buffering the file in memory.
+                    await delivered
+                segnum += 1
+    finally:
+        # If delivery stopped early (the consumer went away), runs still in flight have nobody to report to.
+        for abandoned in pending:
+            abandoned.addErrback(lambda _: None)
