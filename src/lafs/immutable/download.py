@@ -322,19 +322,24 @@ async def download_immutable(
     first = offset // layout.segment_size
     last = (end - 1) // layout.segment_size
 
-    def fetch(run_first: int) -> defer.Deferred[list[bytes]] | None:
+    next_run_first = first
+
+    def fetch_next_run() -> defer.Deferred[list[bytes]] | None:
+        nonlocal next_run_first
+        run_first = next_run_first
         if run_first > last:
             return None
-        return defer.Deferred.fromCoroutine(download.segments(run_first, min(last, run_first + READ_SEGMENTS - 1)))
+        next_run_first = min(last, run_first + READ_SEGMENTS - 1) + 1
+        return defer.Deferred.fromCoroutine(download.segments(run_first, next_run_first - 1))
 
     key = cap.key
     segnum = first
     # Runs in flight: while one is verified and delivered, the next ones are on their way.
-    pending = [d for d in (fetch(first + i * READ_SEGMENTS) for i in range(RUNS_AHEAD)) if d is not None]
+    pending = [d for d in (fetch_next_run() for _ in range(RUNS_AHEAD)) if d is not None]
     try:
         while pending:
             crypttexts = await pending.pop(0)
-            following = fetch(segnum + RUNS_AHEAD * READ_SEGMENTS)
+            following = fetch_next_run()
             if following is not None:
                 pending.append(following)
             for crypttext in crypttexts:
