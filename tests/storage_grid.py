@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from foolscap.api import Tub
 
 from lafs.core import crypto
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
 from lafs.storage.foolscap_server import FoolscapStorageServer
 from lafs.storage.server import StorageServer
+from lafs.tub import NodeTub
 
 
 def free_port() -> int:
@@ -25,7 +25,7 @@ def free_port() -> int:
 class RunningServer:
     basedir: Path
     server: StorageServer
-    tub: Tub
+    tub: NodeTub
     furl: str
     server_id: str
     permutation_seed: str
@@ -46,7 +46,7 @@ class RunningServer:
 
 async def start_storage_server(basedir: Path, nickname: str, **server_options: Any) -> RunningServer:
     basedir.mkdir(parents=True, exist_ok=True)
-    tub = Tub()
+    tub = NodeTub()
     port = free_port()
     tub.listenOn(f"tcp:{port}:interface=127.0.0.1")
     tub.setLocation(f"tcp:127.0.0.1:{port}")
@@ -73,11 +73,11 @@ class RemoteError(Exception):
     """A remote call failed; the message carries the remote exception's type and text."""
 
 
-async def call(rref: Any, method: str, *args: Any) -> Any:
+async def call(rref: Any, method: str, *args: Any, **options: Any) -> Any:
     """``rref.callRemote`` whose remote failures arrive as RemoteError (foolscap's copied
     failures cannot be re-raised by ``await`` on current Twisted)."""
 
     def convert(failure: Any) -> None:
         raise RemoteError(f"{failure.type}: {failure.value}")
 
-    return await rref.callRemote(method, *args).addErrback(convert)
+    return await rref.callRemote(method, *args, **options).addErrback(convert)

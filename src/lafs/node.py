@@ -7,13 +7,13 @@ import os
 import socket
 from typing import Any
 
-from foolscap.api import Tub
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
 from lafs.config import ConfigError, NodeConfig
 from lafs.core import base32, crypto
+from lafs.tub import NodeTub
 
 log = Logger()
 
@@ -149,8 +149,8 @@ class Node(service.MultiService):
 
     # --- the Tub ------------------------------------------------------------------------
 
-    def _make_tub(self) -> Tub:
-        tub = Tub(certFile=self.config.private_path("node.pem"))
+    def _make_tub(self) -> NodeTub:
+        tub = NodeTub(certFile=self.config.private_path("node.pem"))
         tub.setOption("logLocalFailures", True)
         tub.setOption("logRemoteFailures", True)
         keepalive = self.config.get_int("node", "timeout.keepalive", 0)

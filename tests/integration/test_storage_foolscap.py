@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from foolscap.api import Referenceable, Tub
+from foolscap.api import Referenceable
 from twisted.internet import defer, task
 
 from lafs.core import base32
+from lafs.tub import NodeTub
 from tests.storage_grid import RemoteError, RunningServer, call, start_storage_server
 
 RENEW, CANCEL = b"r" * 32, b"c" * 32
@@ -21,8 +22,8 @@ class Canary(Referenceable):  # type: ignore[misc]
     pass
 
 
-async def connect(server: RunningServer) -> tuple[Tub, object]:
-    tub = Tub()
+async def connect(server: RunningServer) -> tuple[NodeTub, object]:
+    tub = NodeTub()
     tub.startService()
     rref = await tub.getReference(server.furl)
     return tub, rref

@@ -1,0 +1,118 @@
+"""The node's Tub: long strings arrive whole and exact, and foolscap's checks still apply."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import pytest_twisted
+from foolscap.api import Referenceable, RemoteInterface, StringConstraint
+from foolscap.banana import Banana, int2b128
+from foolscap.tokens import INT, OPEN, STRING
+from hypothesis import given
+from hypothesis import strategies as st
+from zope.interface import implementer
+
+from lafs.tub import NodeTub, missing_string_bytes
+from tests.storage_grid import RemoteError, call, free_port
+
+LIMIT = 3 * 1024 * 1024
+
+
+class RIBulkSink(RemoteInterface):  # type: ignore[misc]
+    __remote_name__ = "RIBulkSink.lafs.test"
+
+    def take(data=StringConstraint(LIMIT)):  # type: ignore[no-untyped-def]
+        return StringConstraint(64)  # type: ignore[no-any-return]
+
+
+@implementer(RIBulkSink)
+class BulkSink(Referenceable):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def remote_take(self, data: bytes) -> bytes:
+        self.received.append(data)
+        return str(len(data)).encode()
+
+
+def header(length: int, token: bytes = STRING) -> bytes:
+    pieces: list[bytes] = []
+    int2b128(length, pieces.append)
+    return b"".join(pieces) + token
+
+
+@given(st.integers(0, 2**40), st.data())
+def test_a_string_token_needs_exactly_the_rest_of_its_body(
+    length: int, data: st.DataObject
+) -> None:
+    buffered_body = data.draw(st.integers(0, min(length, 4096)))
+    pending = header(length) + b"x" * buffered_body
+    assert missing_string_bytes(pending[:65], len(pending)) == length - buffered_body
+
+
+@given(st.integers(0, 2**40), st.sampled_from([INT, OPEN]))
+def test_other_tokens_and_unfinished_headers_need_nothing_special(value: int, token: bytes) -> None:
+    assert missing_string_bytes(header(value, token), 100) == 0
+    unfinished = header(value)[:-1]
+    assert missing_string_bytes(unfinished, len(unfinished)) == 0
+    assert missing_string_bytes(b"", 0) == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_long_strings_arrive_exact_and_are_parsed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parses = 0
+    original = Banana.handleData
+
+    def counting(self: Banana, chunk: bytes) -> None:
+        nonlocal parses
+        parses += 1
+        original(self, chunk)
+
+    monkeypatch.setattr(Banana, "handleData", counting)
+    server, client = NodeTub(), NodeTub()
+    port = free_port()
+    server.listenOn(f"tcp:{port}:interface=127.0.0.1")
+    server.setLocation(f"tcp:127.0.0.1:{port}")
+    sink = BulkSink()
+    furl = server.registerReference(sink)
+    server.startService()
+    client.startService()
+    try:
+        rref = await client.getReference(furl)
+        payloads = [os.urandom(size) for size in (LIMIT, 1, 0, 100_000, 2 * 1024 * 1024 + 17)]
+        parses = 0
+        for payload in payloads:
+            assert await rref.callRemote("take", payload) == str(len(payload)).encode()
+        assert sink.received == payloads
+        # TLS delivers at most 16 KiB per piece: about 330 pieces were received.
+        assert parses < 60
+    finally:
+        await client.stopService()
+        await server.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_oversized_string_is_still_refused_and_the_connection_survives() -> None:
+    server, client = NodeTub(), NodeTub()
+    port = free_port()
+    server.listenOn(f"tcp:{port}:interface=127.0.0.1")
+    server.setLocation(f"tcp:127.0.0.1:{port}")
+    sink = BulkSink()
+    furl = server.registerReference(sink)
+    server.startService()
+    client.startService()
+    try:
+        rref = await client.getReference(furl)
+        # Skip the caller's own schema check so that the receiving side must refuse it.
+        oversized = os.urandom(LIMIT + 1)
+        with pytest.raises(RemoteError, match="token too large"):
+            await call(rref, "take", oversized, _useSchema=False)
+        assert sink.received == []
+        assert await rref.callRemote("take", b"after") == b"5"
+        assert sink.received == [b"after"]
+    finally:
+        await client.stopService()
+        await server.stopService()
