@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zope.interface import implementer
 
-from lafs.tub import NodeTub, missing_string_bytes
+from lafs.tub import NodeTub, _VocabularyTable, missing_string_bytes
 from tests.storage_grid import RemoteError, call, free_port
 
 LIMIT = 3 * 1024 * 1024
@@ -59,6 +59,21 @@ def test_other_tokens_and_unfinished_headers_need_nothing_special(value: int, to
     assert missing_string_bytes(b"", 0) == 0
 
 
+class Unhashable(bytes):
+    def __hash__(self) -> int:
+        raise AssertionError("a long string was hashed")
+
+
+def test_the_vocabulary_table_answers_for_long_strings_without_hashing_them() -> None:
+    table = _VocabularyTable()
+    table[b"call"] = 0
+    table[b"arguments"] = 1
+    assert b"call" in table and b"arguments" in table and b"answer" not in table
+    assert Unhashable(b"x" * 10) not in table
+    table[b"y" * 10] = 2
+    assert b"y" * 10 in table
+
+
 @pytest_twisted.ensureDeferred
 async def test_long_strings_arrive_exact_and_are_parsed_once(
     monkeypatch: pytest.MonkeyPatch,
@@ -82,6 +97,9 @@ async def test_long_strings_arrive_exact_and_are_parsed_once(
     client.startService()
     try:
         rref = await client.getReference(furl)
+        table = rref.tracker.broker.outgoingVocabulary
+        assert isinstance(table, _VocabularyTable)
+        assert b"arguments" in table  # foolscap negotiated its vocabulary into our table
         payloads = [os.urandom(size) for size in (LIMIT, 1, 0, 100_000, 2 * 1024 * 1024 + 17)]
         parses = 0
         for payload in payloads:
