@@ -13,7 +13,9 @@ from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
 
 HAND_OFF_BYTES = 1024 * 1024
-"""Received bytes are passed to the spooling thread in batches of about this size."""
+"""Received bytes are passed to the spooling and hashing threads in batches of about this size."""
+RECEIVE_BYTES = 1024 * 1024
+"""How much a large upload's connection reads from its socket at a time."""
 MAX_UNSPOOLED_BYTES = 8 * 1024 * 1024
 """Past this many received-but-unspooled bytes, reading from the connection pauses."""
 
@@ -24,7 +26,7 @@ class HashingBody:
     A CHK upload needs its convergent key before it can encrypt a byte, and the
     key is a hash of the whole file; hashing while the body is received spares
     the uploader a whole pass over the spooled file afterwards.  Writing the
-    spool and hashing happen in a worker thread (both release the GIL), so the
+    spool and hashing happen in worker threads (both release the GIL), so the
     reactor keeps receiving meanwhile; ``finished()`` says when all is done.
     """
 
@@ -38,7 +40,8 @@ class HashingBody:
         self._batch_size = 0
         self._unspooled = 0
         self._paused = False
-        self._done: defer.Deferred[None] = defer.succeed(None)
+        self._spooling: defer.Deferred[None] = defer.succeed(None)
+        self._hashing: defer.Deferred[None] = defer.succeed(None)
         self.spool_error: str | None = None
         """Why the body could not be spooled (e.g. the disk is full), if it could not."""
 
@@ -53,24 +56,41 @@ class HashingBody:
         batch, size = self._batch, self._batch_size
         self._batch, self._batch_size = [], 0
         self._unspooled += size
-        # One batch at a time, in order: the spool and the hash are sequential.
-        self._done.addCallback(lambda _: threads.deferToThread(self._spool_and_hash, batch))
-        self._done.addBoth(self._spooled, size)
+        # Spooling and hashing each take the batches one at a time, in order, but
+        # the two run side by side in threads of their own: each is half the work.
+        spooled = self._in_turn(self._spooling, self._write_to_spool, batch)
+        hashed = self._in_turn(self._hashing, self._update_hash, batch)
+        defer.gatherResults([spooled, hashed]).addCallback(self._batch_done, size)
         if self._unspooled > MAX_UNSPOOLED_BYTES and self._producer is not None and not self._paused:
             self._paused = True
             self._producer.pauseProducing()
 
-    def _spool_and_hash(self, batch: list[bytes]) -> None:
-        if self.spool_error is not None:
-            return
-        for chunk in batch:
-            self._spool.write(chunk)
-            self._hasher.update(chunk)
+    def _in_turn(self, chain: defer.Deferred[None], work: Any, batch: list[bytes]) -> defer.Deferred[None]:
+        chain.addCallback(lambda _: threads.deferToThread(work, batch))
+        chain.addErrback(self._failed)
+        return self._when_reached(chain)
 
-    def _spooled(self, result: Any, size: int) -> None:
-        if isinstance(result, Failure):
-            error = result.value
-            self.spool_error = (error.strerror or str(error)) if isinstance(error, OSError) else repr(error)
+    @staticmethod
+    def _when_reached(chain: defer.Deferred[None]) -> defer.Deferred[None]:
+        reached: defer.Deferred[None] = defer.Deferred()
+        chain.addCallback(lambda _: reached.callback(None))
+        return reached
+
+    def _write_to_spool(self, batch: list[bytes]) -> None:
+        if self.spool_error is None:
+            for chunk in batch:
+                self._spool.write(chunk)
+
+    def _update_hash(self, batch: list[bytes]) -> None:
+        if self.spool_error is None:
+            for chunk in batch:
+                self._hasher.update(chunk)
+
+    def _failed(self, failure: Failure) -> None:
+        error = failure.value
+        self.spool_error = (error.strerror or str(error)) if isinstance(error, OSError) else repr(error)
+
+    def _batch_done(self, _: Any, size: int) -> None:
         self._unspooled -= size
         if self._paused and self._unspooled <= MAX_UNSPOOLED_BYTES // 2:
             self._paused = False
@@ -80,9 +100,8 @@ class HashingBody:
         """Fires once every byte received so far is spooled and hashed."""
         if self._batch:
             self._hand_off()
-        done: defer.Deferred[None] = defer.Deferred()
-        self._done.addCallback(lambda _: done.callback(None))
-        return done
+        both = defer.gatherResults([self._when_reached(self._spooling), self._when_reached(self._hashing)])
+        return both.addCallback(lambda _: None)
 
     def convergent_key(self) -> bytes | None:
         """The key for the whole body (once ``finished``), or None if it is not the length it declared or was not spooled."""
@@ -106,6 +125,9 @@ class GatewayRequest(Request):
             return
         files = getattr(channel.site.node, "files", None)
         if files is not None:
+            if hasattr(channel.transport, "bufferSize"):
+                # Twisted reads 64 KiB per turn; a large body is read in far fewer turns this way.
+                channel.transport.bufferSize = RECEIVE_BYTES
             body: Any = HashingBody(self.content, files.convergence_hasher(length), length, channel.transport)
             self.content = body
 
