@@ -102,6 +102,28 @@ def test_form_upload(grid: str) -> None:
     assert data == payload
 
 
+def test_a_large_form_upload_is_read_from_the_spool(grid: str) -> None:
+    # Over Twisted's in-memory limit, so spooled to a file; 't' comes as a form field, as browsers send it.
+    boundary = "----lafs-form-boundary"
+    payload = os.urandom(3 * 1024 * 1024 + 7)
+    body = (
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nupload\r\n"
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\n\r\n"
+    ).encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    status, cap, _ = http("POST", grid + "uri", body, {"Content-Type": f'multipart/form-data; boundary="{boundary}"'})
+    assert status == 200, cap
+    status, data, _ = http("GET", grid + "uri/" + cap.decode())
+    assert status == 200 and data == payload
+
+
+def test_a_malformed_form_upload_is_refused_with_a_reason(grid: str) -> None:
+    body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n" + b"x" * 200000
+    status, message, _ = http("POST", grid + "uri?t=upload", body, {"Content-Type": "multipart/form-data; boundary=b"})
+    assert status == 400 and b"without its closing boundary" in message
+    status, message, _ = http("POST", grid + "uri?t=upload", b"x", {"Content-Type": "multipart/form-data"})
+    assert status == 400 and b"needs a boundary" in message
+
+
 def test_errors(grid: str, tmp_path: Path) -> None:
     status, body, _ = http("GET", grid + "uri/URI%3ACHK%3Anot-a-cap")
     assert status == 400 and b"CHK cap" in body

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet import defer, threads
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
+from lafs.web import multipart
+
+log = Logger()
 
 HAND_OFF_BYTES = 1024 * 1024
 """Received bytes are passed to the spooling and hashing threads in batches of about this size."""
@@ -113,8 +119,50 @@ class HashingBody:
         return getattr(self._spool, name)
 
 
+MAX_FORM_FIELD_BYTES = 64 * 1024
+"""A form field that is not a file may be at most this long."""
+
+
+class SpooledPart:
+    """One part of a spooled request body, seen as a seekable file of its own."""
+
+    def __init__(self, spool: Any, start: int, end: int) -> None:
+        self._spool = spool
+        self._start = start
+        self._size = end - start
+        self._position = 0
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = max(0, self._size - self._position)
+        wanted = remaining if size < 0 else min(size, remaining)
+        self._spool.seek(self._start + self._position)
+        data: bytes = self._spool.read(wanted)
+        self._position += len(data)
+        return data
+
+
 class GatewayRequest(Request):
-    """A request whose uploaded body (PUT with a Content-Length) is hashed as it arrives."""
+    """A request whose uploaded body is never held in memory whole.
+
+    A PUT body (with a Content-Length) is hashed as it arrives; a
+    ``multipart/form-data`` POST body is split by scanning its spool, its small
+    fields joining ``args`` and its files left in the spool as ``form_files``.
+    """
+
+    form_files: dict[str, SpooledPart]
+    """The file parts of a multipart form, by field name."""
+    form_error: str | None = None
+    """Why the multipart form could not be read, if it could not."""
+    _hidden_content_type: Sequence[bytes] | None = None
+    _form_fields: dict[bytes, list[bytes]]
 
     def gotLength(self, length: int | None) -> None:
         super().gotLength(length)
@@ -132,12 +180,57 @@ class GatewayRequest(Request):
             self.content = body
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        self.form_files, self._form_fields = {}, {}
         body = self.content
-        if not isinstance(body, HashingBody):
-            super().requestReceived(command, path, version)
+        if isinstance(body, HashingBody):
+            # The end of the body may still be on its way to the spool: handle the request once it is there.
+            body.finished().addCallback(lambda _: Request.requestReceived(self, command, path, version))
             return
-        # The end of the body may still be on its way to the spool: handle the request once it is there.
-        body.finished().addCallback(lambda _: Request.requestReceived(self, command, path, version))
+        content_type = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        if command == b"POST" and content_type.split(b";")[0].strip().lower() == b"multipart/form-data":
+            # Twisted would split the form in memory; ours is split from the spool, in a thread.
+            self._hidden_content_type = self.requestHeaders.getRawHeaders(b"content-type")
+            self.requestHeaders.removeHeader(b"content-type")
+            scanned = threads.deferToThread(self._scan_form, content_type)
+            scanned.addErrback(self._form_unreadable)
+            scanned.addCallback(lambda _: Request.requestReceived(self, command, path, version))
+            return
+        super().requestReceived(command, path, version)
+
+    def _scan_form(self, content_type: bytes) -> None:
+        boundary = multipart.boundary_of(content_type)
+        if boundary is None:
+            raise multipart.MultipartError("the body is not multipart/form-data")
+        spool: Any = self.content
+        size = spool.seek(0, os.SEEK_END)
+
+        def read(offset: int, length: int) -> bytes:
+            spool.seek(offset)
+            data: bytes = spool.read(length)
+            return data
+
+        for part in multipart.find_parts(read, size, boundary):
+            if part.filename is not None:
+                self.form_files[part.name] = SpooledPart(spool, part.start, part.end)
+            elif part.size > MAX_FORM_FIELD_BYTES:
+                raise multipart.MultipartError(f"form field {part.name!r} is longer than {MAX_FORM_FIELD_BYTES} bytes")
+            else:
+                self._form_fields.setdefault(part.name.encode("utf-8"), []).append(read(part.start, part.size))
+
+    def _form_unreadable(self, failure: Failure) -> None:
+        if not failure.check(multipart.MultipartError, OSError):
+            log.failure("reading a multipart form failed", failure)
+        self.form_files, self._form_fields = {}, {}
+        self.form_error = str(failure.value) or repr(failure.value)
+
+    def process(self) -> None:
+        if self._hidden_content_type is not None:
+            self.requestHeaders.setRawHeaders(b"content-type", self._hidden_content_type)
+            self._hidden_content_type = None
+        # Like Twisted's own form parsing: body fields replace query arguments of the same name.
+        args: Any = self.args
+        args.update(self._form_fields)
+        super().process()
 
 
 class GatewaySite(Site):

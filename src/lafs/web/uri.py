@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import io
 import json
 import re
 from typing import Any
@@ -109,15 +110,19 @@ class URIRoot(Resource):
         return _run(request, self._upload(request, request.content))
 
     def render_POST(self, request: Any) -> int | bytes:
+        form_error = getattr(request, "form_error", None)
+        if form_error:
+            return _fail(request, http.BAD_REQUEST, f"the upload form could not be read: {form_error}")
         t = _arg(request, "t")
         if t != "upload":
             return _fail(request, http.BAD_REQUEST, f"POST /uri does not support t={t!r} here (use t=upload)")
-        files = request.args.get(b"file")
-        if not files:
-            return _fail(request, http.BAD_REQUEST, "POST /uri?t=upload needs a 'file' form field")
-        import io
-
-        return _run(request, self._upload(request, io.BytesIO(files[0]), when_done=_arg(request, "when_done")))
+        body = getattr(request, "form_files", {}).get("file")
+        if body is None:
+            fields = request.args.get(b"file")
+            if not fields:
+                return _fail(request, http.BAD_REQUEST, "POST /uri?t=upload needs a 'file' form field")
+            body = io.BytesIO(fields[0])
+        return _run(request, self._upload(request, body, when_done=_arg(request, "when_done")))
 
     async def _upload(self, request: Any, body: Any, when_done: str = "") -> None:
         key_hint = None
