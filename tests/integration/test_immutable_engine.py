@@ -13,6 +13,7 @@ from lafs.client.files import FileSource
 from lafs.client.storage_client import InProcessStorageClient
 from lafs.core import caps, hashes
 from lafs.core.codec import immutable_segment_layout
+from lafs.core.errors import LafsError
 from lafs.immutable.download import READ_SEGMENTS, NotEnoughSharesError, download_immutable
 from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
 from lafs.storage.server import StorageServer
@@ -249,6 +250,31 @@ async def test_servers_dying_during_upload(grid: Grid) -> None:
     for client in grid.clients:
         client.stopped = False
     assert await download(grid, cap) == data
+
+
+class ShrinkingSource(BytesSource):
+    """A file that is cut short after the upload has measured it."""
+
+    def read(self, offset: int, length: int) -> bytes:
+        return super().read(offset, length)[: max(0, 5 * SEGMENT - offset)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_that_shrinks_during_upload_fails_clearly_and_leaves_no_shares(grid: Grid) -> None:
+    with pytest.raises(LafsError, match=r"the file shrank while it was being uploaded \(segment 4\)"):
+        await upload_immutable(
+            ShrinkingSource(os.urandom(9 * SEGMENT)),
+            convergence_secret=None,
+            needed=3,
+            happy=7,
+            total=10,
+            servers_for=grid.permuted,
+            lease_secret=LEASE,
+            max_segment_size=SEGMENT,
+        )
+    for client in grid.clients:
+        incoming = Path(client.server.incoming_dir)
+        assert not [path for path in incoming.rglob("*") if path.is_file()]
 
 
 @pytest_twisted.ensureDeferred

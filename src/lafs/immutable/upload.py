@@ -138,9 +138,6 @@ async def upload_immutable(
     ueb_template = _ueb(layout, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32)
     share_size = allocated_size(offsets, len(ueb_template.to_bytes()))
 
-    servers = list(servers_for(storage_index))
-    shares, existing = await _place_shares(servers, storage_index, secrets, share_size, needed, happy, total)
-
     codec = ZfecCodec(needed, total)
     encryptor = AESCTRStream(key)
     crypttext_hasher = hashes.crypttext_hasher()
@@ -169,7 +166,6 @@ async def upload_immutable(
             parts[shnum] = []
         return run
 
-    placed = time.monotonic()
     # One encoding thread, one run of segments ahead of the pushes, in order
     # (the AES stream and crypttext hash are sequential).
     from twisted.internet import reactor
@@ -183,7 +179,23 @@ async def upload_immutable(
         return threads.deferToThreadPool(reactor, pool, encode_segments, first)
 
     try:
-        await _push_segments(encode, shares, existing, offsets.data, layout.block_size, segment_hashes, block_hashes, happy, needed)
+        # Encoding needs no servers: the first run is encoded while the shares are placed.
+        first_run = encode(0)
+        assert first_run is not None
+        try:
+            servers = list(servers_for(storage_index))
+            shares, existing = await _place_shares(servers, storage_index, secrets, share_size, needed, happy, total)
+        except BaseException:
+            first_run.addErrback(lambda _: None)
+            raise
+        placed = time.monotonic()
+        try:
+            last_writes = await _push_segments(
+                first_run, encode, shares, existing, offsets.data, layout.block_size, segment_hashes, block_hashes, happy, needed
+            )
+        except BaseException:
+            _abort(shares)
+            raise
     finally:
         pool.stop()
     pushed = time.monotonic()
@@ -207,7 +219,8 @@ async def upload_immutable(
         ]
         for where, data in pieces:
             tail_writes.append(share.write(where, data))
-    await defer.DeferredList(tail_writes)
+    # The last run's writes were not awaited: the tail follows them on each connection, in order.
+    await defer.DeferredList(last_writes + tail_writes)
     closes = [defer.Deferred.fromCoroutine(_close(share)) for share in shares if not share.failed]
     await defer.DeferredList(closes)
     placements = _check_happiness(shares, existing, happy, needed)
@@ -246,6 +259,7 @@ class _EncodedRun:
 
 
 async def _push_segments(
+    first_run: defer.Deferred[_EncodedRun],
     encode: Callable[[int], defer.Deferred[_EncodedRun] | None],
     shares: list[_Share],
     existing: dict[str, set[int]],
@@ -255,10 +269,13 @@ async def _push_segments(
     block_hashes: list[list[bytes]],
     happy: int,
     needed: int,
-) -> None:
-    """Send runs of encoded segments to their shares: PIPELINE_WRITES runs in flight while the next is encoded."""
+) -> list[defer.Deferred[Any]]:
+    """Send runs of encoded segments to their shares: PIPELINE_WRITES runs in flight while the next is encoded.
+
+    Returns the last run's writes, still unanswered.
+    """
     in_flight: list[list[defer.Deferred[Any]]] = []
-    next_run = encode(0)
+    next_run: defer.Deferred[_EncodedRun] | None = first_run
     while next_run is not None:
         run = await next_run
         next_run = encode(run.first_segment + WRITE_SEGMENTS)
@@ -270,11 +287,14 @@ async def _push_segments(
         in_flight.append([share.write(offset, run.share_data[share.shnum]) for share in shares if not share.failed])
         # The writes hold the data until it is sent; dropping ours lets it go as soon as it is.
         del run
+        if next_run is None:
+            break
         if len(in_flight) >= PIPELINE_WRITES:
             await defer.DeferredList(in_flight.pop(0))
         _check_happiness(shares, existing, happy, needed)
-    for writes in in_flight:
+    for writes in in_flight[:-1]:
         await defer.DeferredList(writes)
+    return in_flight[-1] if in_flight else []
 
 
 async def _close(share: _Share) -> None:
@@ -386,12 +406,17 @@ async def _place_shares(
     unplaced = set(range(total)) - placed
     found = happiness(_placements(shares, existing))
     if found < happy or unplaced:
-        for share in shares:
-            defer.Deferred.fromCoroutine(share.writer.abort()).addErrback(lambda _: None)
+        _abort(shares)
         if found >= happy and unplaced:
             raise UploadUnhappinessError(f"could not place shares {sorted(unplaced)} on any server")
         raise UploadUnhappinessError(_unhappy_message(found, happy, needed))
     return shares, existing
+
+
+def _abort(shares: list[_Share]) -> None:
+    """Tell the servers to throw these partial shares away (an upload that failed leaves none behind)."""
+    for share in shares:
+        defer.Deferred.fromCoroutine(share.writer.abort()).addErrback(lambda _: None)
 
 
 def _fits(server: StorageServerClient, share_size: int) -> bool:
