@@ -17,6 +17,8 @@ stay foolscap's own:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from foolscap.api import Tub
 from foolscap.broker import Broker
 from foolscap.tokens import STRING
@@ -40,10 +42,19 @@ def missing_string_bytes(pending: bytes, buffered: int) -> int:
     return 0
 
 
-class _VocabularyTable(dict[bytes, int]):
-    """Foolscap's outgoing vocabulary table, which answers for long strings without hashing them."""
+class VocabularyTable(dict[bytes, int]):
+    """Foolscap's outgoing vocabulary table, which answers for long strings without hashing them.
+
+    A word the table wrongly denied would only be sent spelled out, which is
+    still valid banana; foolscap adds words only by item assignment.
+    """
 
     longest = 0
+
+    def __init__(self, words: Mapping[bytes, int] | None = None) -> None:
+        super().__init__()
+        for word, index in (words or {}).items():
+            self[word] = index
 
     def __setitem__(self, word: bytes, index: int) -> None:
         self.longest = max(self.longest, len(word))
@@ -51,13 +62,6 @@ class _VocabularyTable(dict[bytes, int]):
 
     def __contains__(self, word: object) -> bool:
         return len(word) <= self.longest and super().__contains__(word)  # type: ignore[arg-type]
-
-
-def _vocabulary_table(words: dict[bytes, int]) -> _VocabularyTable:
-    table = _VocabularyTable()
-    for word, index in words.items():
-        table[word] = index
-    return table
 
 
 class BulkDataBroker(Broker):
@@ -79,11 +83,13 @@ class BulkDataBroker(Broker):
 
     def initSend(self) -> None:
         super().initSend()
-        self.outgoingVocabulary = _VocabularyTable()
+        self.outgoingVocabulary = VocabularyTable()
 
     def outgoingVocabTableWasReplaced(self, newTable: dict[bytes, int]) -> None:
-        super().outgoingVocabTableWasReplaced(_vocabulary_table(newTable))
+        super().outgoingVocabTableWasReplaced(VocabularyTable(newTable))
 
 
 class NodeTub(Tub):
+    """The Tub every node uses: foolscap's own, with the BulkDataBroker."""
+
     brokerClass = BulkDataBroker

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -13,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zope.interface import implementer
 
-from lafs.tub import NodeTub, _VocabularyTable, missing_string_bytes
+from lafs.tub import NodeTub, VocabularyTable, missing_string_bytes
 from tests.storage_grid import RemoteError, call, free_port
 
 LIMIT = 3 * 1024 * 1024
@@ -43,9 +46,7 @@ def header(length: int, token: bytes = STRING) -> bytes:
 
 
 @given(st.integers(0, 2**40), st.data())
-def test_a_string_token_needs_exactly_the_rest_of_its_body(
-    length: int, data: st.DataObject
-) -> None:
+def test_a_string_token_needs_exactly_the_rest_of_its_body(length: int, data: st.DataObject) -> None:
     buffered_body = data.draw(st.integers(0, min(length, 4096)))
     pending = header(length) + b"x" * buffered_body
     assert missing_string_bytes(pending[:65], len(pending)) == length - buffered_body
@@ -65,7 +66,7 @@ class Unhashable(bytes):
 
 
 def test_the_vocabulary_table_answers_for_long_strings_without_hashing_them() -> None:
-    table = _VocabularyTable()
+    table = VocabularyTable()
     table[b"call"] = 0
     table[b"arguments"] = 1
     assert b"call" in table and b"arguments" in table and b"answer" not in table
@@ -74,10 +75,26 @@ def test_the_vocabulary_table_answers_for_long_strings_without_hashing_them() ->
     assert b"y" * 10 in table
 
 
+@contextlib.asynccontextmanager
+async def connected_sink() -> AsyncIterator[tuple[BulkSink, Any]]:
+    """A BulkSink on one NodeTub and a reference to it from another, over loopback TLS."""
+    server, client = NodeTub(), NodeTub()
+    port = free_port()
+    server.listenOn(f"tcp:{port}:interface=127.0.0.1")
+    server.setLocation(f"tcp:127.0.0.1:{port}")
+    sink = BulkSink()
+    furl = server.registerReference(sink)
+    server.startService()
+    client.startService()
+    try:
+        yield sink, await client.getReference(furl)
+    finally:
+        await client.stopService()
+        await server.stopService()
+
+
 @pytest_twisted.ensureDeferred
-async def test_long_strings_arrive_exact_and_are_parsed_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_long_strings_arrive_exact_and_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     parses = 0
     original = Banana.handleData
 
@@ -87,18 +104,9 @@ async def test_long_strings_arrive_exact_and_are_parsed_once(
         original(self, chunk)
 
     monkeypatch.setattr(Banana, "handleData", counting)
-    server, client = NodeTub(), NodeTub()
-    port = free_port()
-    server.listenOn(f"tcp:{port}:interface=127.0.0.1")
-    server.setLocation(f"tcp:127.0.0.1:{port}")
-    sink = BulkSink()
-    furl = server.registerReference(sink)
-    server.startService()
-    client.startService()
-    try:
-        rref = await client.getReference(furl)
+    async with connected_sink() as (sink, rref):
         table = rref.tracker.broker.outgoingVocabulary
-        assert isinstance(table, _VocabularyTable)
+        assert isinstance(table, VocabularyTable)
         assert b"arguments" in table  # foolscap negotiated its vocabulary into our table
         payloads = [os.urandom(size) for size in (LIMIT, 1, 0, 100_000, 2 * 1024 * 1024 + 17)]
         parses = 0
@@ -107,23 +115,11 @@ async def test_long_strings_arrive_exact_and_are_parsed_once(
         assert sink.received == payloads
         # TLS delivers at most 16 KiB per piece: about 330 pieces were received.
         assert parses < 60
-    finally:
-        await client.stopService()
-        await server.stopService()
 
 
 @pytest_twisted.ensureDeferred
 async def test_an_oversized_string_is_still_refused_and_the_connection_survives() -> None:
-    server, client = NodeTub(), NodeTub()
-    port = free_port()
-    server.listenOn(f"tcp:{port}:interface=127.0.0.1")
-    server.setLocation(f"tcp:127.0.0.1:{port}")
-    sink = BulkSink()
-    furl = server.registerReference(sink)
-    server.startService()
-    client.startService()
-    try:
-        rref = await client.getReference(furl)
+    async with connected_sink() as (sink, rref):
         # Skip the caller's own schema check so that the receiving side must refuse it.
         oversized = os.urandom(LIMIT + 1)
         with pytest.raises(RemoteError, match="token too large"):
@@ -131,6 +127,3 @@ async def test_an_oversized_string_is_still_refused_and_the_connection_survives(
         assert sink.received == []
         assert await rref.callRemote("take", b"after") == b"5"
         assert sink.received == [b"after"]
-    finally:
-        await client.stopService()
-        await server.stopService()
