@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -81,3 +82,31 @@ def test_we_read_what_real_tahoe_uploads(real_grid: harness.RealGrid, our_client
     with urllib.request.urlopen(request, timeout=60) as response:
         assert response.status == 206
         assert response.read() == source.read_bytes()[1000000:1000100]
+
+
+RANGES = [
+    "bytes=10-20", "bytes=10-", "bytes=-5", "bytes=-0", "bytes=-2000000", "bytes=10-3000000", "bytes= 10-20",
+    "bytes=1 -3", "bytes=+1-3", "bytes=0-0,5-6", "bytes=1-3,5-2", "bytes=1-1,", "bytes=5-2", "bytes=abc",
+    "bytes=", "bytes=-", "bytes=1-2-3", "Bytes=10-12", "items=0-5", "bytes=999999-", "bytes=999999-1000005",
+]
+
+
+@pytest.mark.parametrize("size", [20, 1_000_000])
+def test_range_headers_are_read_as_real_tahoe_reads_them(real_grid: harness.RealGrid, our_client: str, size: int) -> None:
+    data = os.urandom(size)
+    real_url = real_grid.web_url
+    our_url = (Path(our_client) / "node.url").read_text().strip()
+
+    def fetch(base: str, cap: str, header: str) -> tuple[int, bytes, str | None]:
+        request = urllib.request.Request(base + "uri/" + cap.replace(":", "%3A"), headers={"Range": header})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read(), response.headers.get("content-range")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().strip(), None
+
+    put = urllib.request.Request(real_url + "uri", data=data, method="PUT")
+    with urllib.request.urlopen(put, timeout=60) as response:
+        cap = response.read().decode()
+    for header in RANGES:
+        assert fetch(our_url, cap, header) == fetch(real_url, cap, header), header

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import io
 import json
-import re
 from typing import Any
 from urllib.parse import unquote
 
@@ -22,7 +21,6 @@ from lafs.core.errors import LafsError
 from lafs.web.request import HashingBody
 
 log = Logger()
-_RANGE = re.compile(r"\Abytes=(\d*)-(\d*)\Z")
 
 
 class WebError(LafsError):
@@ -186,14 +184,12 @@ class CapResource(Resource):
         first, last = 0, size - 1
         header = request.getHeader(b"range")
         partial = False
-        if header:
-            parsed = _parse_range(header.decode("latin-1"), size)
-            if parsed is None:
-                request.setResponseCode(http.REQUESTED_RANGE_NOT_SATISFIABLE)
+        parsed = _parse_range(header.decode("latin-1"), size) if header else None
+        if parsed is not None:
+            if parsed[0] >= size:
                 request.setHeader(b"content-range", f"bytes */{size}".encode())
-                request.finish()
-                return
-            first, last = parsed
+                raise WebError(http.REQUESTED_RANGE_NOT_SATISFIABLE, "First beyond end of file")
+            first, last = max(0, parsed[0]), min(size - 1, parsed[1])
             partial = True
         length = max(0, last - first + 1)
 
@@ -306,18 +302,25 @@ def _etag(cap: caps.LiteralFileCap | caps.CHKFileCap) -> str:
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """(first, last) byte of a single ``bytes=`` range, or None when it cannot be satisfied."""
-    match = _RANGE.match(header.strip())
-    if match is None or size == 0:
+    """The first range of a ``Range: bytes=...`` header, read as Tahoe 1.20 reads it; None to ignore the header.
+
+    Every listed range must parse and have first <= last, or the whole header is
+    ignored and the whole file sent (as RFC 9110 allows); only the first range is
+    served.  A suffix range (``-N``) may reach back before the start of the file.
+    """
+    if not header.startswith("bytes="):
         return None
-    start, end = match.groups()
-    if start == "":
-        if end == "":
+    ranges = []
+    for spec in header[len("bytes=") :].split(","):
+        try:
+            start, end = spec.strip().split("-")
+            if start == "":
+                first, last = size - int(end), size - 1
+            else:
+                first, last = int(start), (int(end) if end != "" else size - 1)
+        except ValueError:
             return None
-        suffix = int(end)
-        return (max(0, size - suffix), size - 1) if suffix > 0 else None
-    first = int(start)
-    last = min(int(end), size - 1) if end else size - 1
-    if first >= size or last < first:
-        return None
-    return first, last
+        if first > last:
+            return None
+        ranges.append((first, last))
+    return ranges[0]
