@@ -110,3 +110,29 @@ def test_range_headers_are_read_as_real_tahoe_reads_them(real_grid: harness.Real
         cap = response.read().decode()
     for header in RANGES:
         assert fetch(our_url, cap, header) == fetch(real_url, cap, header), header
+
+
+def test_download_headers_match_real_tahoe(real_grid: harness.RealGrid, our_client: str) -> None:
+    real_url = real_grid.web_url
+    our_url = (Path(our_client) / "node.url").read_text().strip()
+    put = urllib.request.Request(real_url + "uri", data=os.urandom(5000), method="PUT")
+    with urllib.request.urlopen(put, timeout=60) as response:
+        path = "uri/" + response.read().decode().replace(":", "%3A")
+    compared = ("content-type", "content-encoding", "content-length", "etag", "x-frame-options", "referrer-policy")
+
+    def fetch(base: str, suffix: str, headers: dict[str, str]) -> tuple[int, dict[str, str | None]]:
+        request = urllib.request.Request(base + path + suffix, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, got = response.status, response.headers
+        except urllib.error.HTTPError as e:
+            status, got = e.code, e.headers
+        return status, {name: got.get(name) for name in compared if status < 400 or name.startswith(("x-", "ref"))}
+
+    etag = fetch(real_url, "", {})[1]["etag"]
+    assert etag
+    for suffix, headers in [
+        ("", {}), ("?filename=a.jpg", {}), ("?filename=A.PDF", {}), ("?filename=a.tar.gz", {}), ("?filename=noext", {}),
+        ("?t=json", {}), ("?t=uri", {}), ("?t=readonly-uri", {}), ("", {"If-None-Match": etag}), ("/child", {}),
+    ]:
+        assert fetch(our_url, suffix, headers) == fetch(real_url, suffix, headers), (suffix, headers)

@@ -230,6 +230,9 @@ class GatewayRequest(Request):
         # Like Twisted's own form parsing: body fields replace query arguments of the same name.
         args: Any = self.args
         args.update(self._form_fields)
+        # As Tahoe's gateway does: no framing of its pages elsewhere, no leaking of caps in Referer.
+        self.setHeader(b"x-frame-options", b"DENY")
+        self.setHeader(b"referrer-policy", b"no-referrer")
         super().process()
 
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from twisted.web import http
+from twisted.web import http, static
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
@@ -158,16 +158,24 @@ class CapResource(Resource):
         except caps.CapError as e:
             return _fail(request, http.BAD_REQUEST, f"Invalid cap: {e}")
         if request.postpath and any(request.postpath):
-            return _fail(request, http.NOT_FOUND, "paths below a cap need directory support, which is not here yet")
+            if isinstance(cap, caps.DirectoryCap):
+                return _fail(request, http.NOT_FOUND, "paths below a cap need directory support, which is not here yet")
+            child = unquote(request.postpath[0].decode("utf-8", "replace"))
+            return _fail(request, http.BAD_REQUEST, f"Files have no children named {child!r}")
         t = _arg(request, "t")
+        si = None if cap.is_mutable() else cap.get_storage_index()
+        # Tahoe's ETag for an immutable file's view; a client that has it gets 304.
+        if si and request.setETag(f"{base32.b2a(si)}-{t}".encode()) == http.CACHED:
+            request.finish()  # a 304 carries no body, and no Content-Length of one
+            return NOT_DONE_YET
         if t == "json":
             return self._json(request, cap)
         if t == "info":
             return self._info(request, cap)
-        if t == "uri":
-            return cap.to_string().encode("ascii")
-        if t == "readonly-uri":
-            return cap.get_readonly().to_string().encode("ascii")
+        if t in ("uri", "readonly-uri"):
+            request.setHeader(b"content-type", b"text/plain")
+            shown = cap if t == "uri" else cap.get_readonly()
+            return shown.to_string().encode("ascii")
         if t:
             return _fail(request, http.BAD_REQUEST, f"unknown t={t!r} for a file")
         if isinstance(cap, caps.DirectoryCap) or cap.is_mutable():
@@ -194,10 +202,16 @@ class CapResource(Resource):
         length = max(0, last - first + 1)
 
         def send_headers() -> None:
-            request.setHeader(b"content-type", b"application/octet-stream")
-            request.setHeader(b"accept-ranges", b"bytes")
-            request.setHeader(b"etag", f'"{_etag(cap)}"'.encode())
             filename = _arg(request, "filename")
+            # As Tahoe does, down to passing the name as bytes (so "x.tar.gz" is text/plain
+            # with gzip encoding): the type and encoding the file name suggests, else text/plain.
+            content_type, encoding = static.getTypeAndEncoding(
+                filename.encode("utf-8"), static.File.contentTypes, static.File.contentEncodings, "text/plain"
+            )
+            request.setHeader(b"content-type", content_type.encode("ascii"))
+            if encoding:
+                request.setHeader(b"content-encoding", encoding.encode("ascii"))
+            request.setHeader(b"accept-ranges", b"bytes")
             if _arg(request, "save").lower() in ("true", "t", "1", "on") and filename:
                 request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
             if partial:
@@ -221,7 +235,7 @@ class CapResource(Resource):
         request.finish()
 
     def _json(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"content-type", b"text/plain")  # Tahoe's type for JSON (which is ASCII here)
         return (json.dumps(file_json(cap), indent=1) + "\n").encode("utf-8")
 
     def _info(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
@@ -295,10 +309,6 @@ def file_json(cap: caps.FileCap | caps.DirectoryCap) -> list[Any]:
         info["verify_uri"] = verifier.to_string()
     kind = "dirnode" if isinstance(cap, caps.DirectoryCap) else "filenode"
     return [kind, info]
-
-
-def _etag(cap: caps.LiteralFileCap | caps.CHKFileCap) -> str:
-    return base32.b2a(cap.get_storage_index() or cap.to_bytes()[:16])
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
