@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -136,3 +137,37 @@ def test_download_headers_match_real_tahoe(real_grid: harness.RealGrid, our_clie
         ("?t=json", {}), ("?t=uri", {}), ("?t=readonly-uri", {}), ("", {"If-None-Match": etag}), ("/child", {}),
     ]:
         assert fetch(our_url, suffix, headers) == fetch(real_url, suffix, headers), (suffix, headers)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def test_form_uploads_answer_as_real_tahoe_does(real_grid: harness.RealGrid, our_client: str) -> None:
+    payload = os.urandom(3000)
+    boundary = "interop-boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="x.bin"\r\n\r\n'.encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    opener = urllib.request.build_opener(_NoRedirects)
+    our_url = (Path(our_client) / "node.url").read_text().strip()
+
+    def post(base: str, query: str) -> tuple[int, str | None, str | None, bytes]:
+        request = urllib.request.Request(base + "uri" + query, data=body, method="POST", headers=headers)
+        try:
+            with opener.open(request, timeout=60) as response:
+                return response.status, response.headers.get("location"), response.headers.get_content_type(), response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers.get("location"), e.headers.get_content_type(), b""
+
+    theirs, ours = post(real_grid.web_url, "?t=upload"), post(our_url, "?t=upload")
+    assert theirs[0] == ours[0] == 200 and theirs[2] == ours[2] == "text/html"
+    their_cap = re.search(rb"URI:CHK:[a-z0-9]+:[a-z0-9]+:1:3:3000", theirs[3])
+    assert their_cap is not None and their_cap.group(0) in ours[3]
+    for query in ("?t=upload&when_done=/done", "?t=upload&when_done=next%3Fcap%3D%25(uri)s"):
+        theirs, ours = post(real_grid.web_url, query), post(our_url, query)
+        assert (theirs[0], theirs[1]) == (ours[0], ours[1].replace(our_url, real_grid.web_url) if ours[1] else None), query

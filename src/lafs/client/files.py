@@ -10,9 +10,14 @@ from lafs.client.storage_client import FoolscapStorageClient
 from lafs.core import caps
 from lafs.core.hashes import Sha256dHasher
 from lafs.immutable.download import NotEnoughSharesError, download_immutable
-from lafs.immutable.upload import UploadUnhappinessError, convergence_hasher_for, upload_immutable
+from lafs.immutable.upload import (
+    UploadResult,
+    UploadUnhappinessError,
+    convergence_hasher_for,
+    upload_immutable,
+)
 
-__all__ = ["FileService", "FileSource", "NotEnoughSharesError", "UploadUnhappinessError"]
+__all__ = ["FileService", "FileSource", "NotEnoughSharesError", "UploadResult", "UploadUnhappinessError"]
 
 
 class FileSource:
@@ -62,7 +67,7 @@ class FileService:
         needed, _, total = self.encoding
         return convergence_hasher_for(size, needed, total, self.max_segment_size, self.node.convergence_secret)
 
-    async def upload(self, stream: BinaryIO, *, convergence: bool = True, key_hint: bytes | None = None) -> str:
+    async def upload(self, stream: BinaryIO, *, convergence: bool = True, key_hint: bytes | None = None) -> UploadResult:
         """Upload ``stream``; ``key_hint`` is a ``convergence_hasher`` digest of its bytes, if known."""
         source = FileSource(stream)
         needed, happy, total = self.encoding
@@ -77,7 +82,7 @@ class FileService:
             lease_secret=self.node.lease_secret,
             convergent_key_hint=key_hint,
         )
-        return str(result.cap.to_string())
+        return result
 
     async def download(
         self,

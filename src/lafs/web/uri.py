@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import io
 import json
+import time
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urljoin
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -18,6 +19,7 @@ from zope.interface import implementer
 
 from lafs.core import base32, caps
 from lafs.core.errors import LafsError
+from lafs.immutable.upload import UploadResult
 from lafs.web.request import HashingBody
 
 log = Logger()
@@ -128,15 +130,62 @@ class URIRoot(Resource):
             if body.spool_error is not None:
                 raise WebError(http.INSUFFICIENT_STORAGE_SPACE, f"the gateway could not spool the upload: {body.spool_error}")
             key_hint = body.convergent_key()
-        cap = await self.node.files.upload(body, key_hint=key_hint)
+        started = time.monotonic()
+        result = await self.node.files.upload(body, key_hint=key_hint)
+        cap = result.cap.to_string()
         if when_done:
-            request.redirect(when_done.encode("utf-8"))
+            # As in Tahoe, "%(uri)s" in the URL becomes the new file's (quoted) cap.
+            target = when_done.replace("%(uri)s", quote(cap, safe=""))
+            request.redirect(urljoin(request.prePathURL().decode("utf-8"), target).encode("utf-8"))
             request.finish()
             return
         request.setResponseCode(http.OK)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.write(cap.encode("ascii"))
+        if request.method == b"POST":
+            # A form upload comes from a browser: answer with a page, as Tahoe does.
+            request.setHeader(b"content-type", b"text/html; charset=utf-8")
+            request.write(self._upload_page(result, time.monotonic() - started).encode("utf-8"))
+        else:
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.write(cap.encode("ascii"))
         request.finish()
+
+    def _upload_page(self, result: UploadResult, seconds: float) -> str:
+        esc = html.escape
+        cap = result.cap.to_string()
+        size = _file_size(result.cap)
+        names = {handle.server_id: handle.nickname or handle.server_id[:11] for handle in self._servers()}
+        placed_on: dict[int, list[str]] = {}
+        for server_id, shnums in result.placements.items():
+            for shnum in shnums:
+                placed_on.setdefault(shnum, []).append(names.get(server_id, server_id[:11]))
+        sharemap = "".join(
+            f"<li>{shnum} -&gt; placed on [{esc(', '.join(sorted(servers)))}]</li>" for shnum, servers in sorted(placed_on.items())
+        )
+        servermap = "".join(
+            "<li>[{}] got share{}: {}</li>".format(
+                esc(names.get(server_id, server_id[:11])), "s" if len(shnums) != 1 else "", ",".join(f"#{n}" for n in sorted(shnums))
+            )
+            for server_id, shnums in sorted(result.placements.items())
+        )
+        rate = f"{size / seconds / 1e6:.2f} MBps" if seconds > 0 else "-"
+        return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>Tahoe-LAFS - File Uploaded</title></head>
+<body><h1>Uploading File... done!</h1>
+<h2>Upload Results:</h2>
+<ul>
+<li>URI: <tt><span>{esc(cap)}</span></tt></li>
+<li>Download link: <a href="/uri/{esc(quote(cap, safe=""))}">/uri/{esc(cap)}</a></li>
+<li>Sharemap: <ul>{sharemap or "None"}</ul></li>
+<li>Servermap: <ul>{servermap or "None"}</ul></li>
+<li>Timings:<ul><li>File Size: {size} bytes</li><li>Total: {seconds:.2f}s ({rate})</li></ul></li>
+</ul>
+<div>Return to the <a href="/">Welcome Page</a></div>
+</body></html>
+"""
+
+    def _servers(self) -> list[Any]:
+        broker = getattr(self.node, "storage_broker", None)
+        return list(broker.all_servers()) if broker is not None else []
 
 
 class CapResource(Resource):
@@ -188,7 +237,7 @@ class CapResource(Resource):
         return self.render_GET(request)
 
     async def _send(self, request: Any, cap: caps.LiteralFileCap | caps.CHKFileCap) -> None:
-        size = len(cap.data) if isinstance(cap, caps.LiteralFileCap) else cap.size
+        size = _file_size(cap)
         first, last = 0, size - 1
         header = request.getHeader(b"range")
         partial = False
@@ -309,6 +358,10 @@ def file_json(cap: caps.FileCap | caps.DirectoryCap) -> list[Any]:
         info["verify_uri"] = verifier.to_string()
     kind = "dirnode" if isinstance(cap, caps.DirectoryCap) else "filenode"
     return [kind, info]
+
+
+def _file_size(cap: caps.LiteralFileCap | caps.CHKFileCap) -> int:
+    return len(cap.data) if isinstance(cap, caps.LiteralFileCap) else cap.size
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:

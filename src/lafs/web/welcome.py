@@ -69,7 +69,14 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
 <h2>Introducers</h2><ul>{introducers}</ul>
 <h2>Storage servers: {connected} of {len(data["servers"])} connected</h2>
 <table><tr><th>Nickname</th><th>Node ID</th><th>Connection</th><th>Last seen</th><th>Available space</th></tr>
-{rows}</table></body></html>
+{rows}</table>
+<h2>Upload a file</h2>
+<form action="uri" method="post" enctype="multipart/form-data">
+<input type="hidden" name="t" value="upload"><input type="file" name="file"> <input type="submit" value="Upload!">
+</form>
+<h2>View a file</h2>
+<form action="uri" method="get"><input type="text" name="uri" size="60"> <input type="submit" value="View!"></form>
+</body></html>
 """
 
 
