@@ -130,7 +130,8 @@ class _Download:
         good = len(self.active) + sum(1 for shnum, c in self.candidates.items() if c and shnum not in self.active)
         return (
             f"not enough shares to rebuild the file: found {self.found_shares} distinct share(s) "
-            f"({good} still usable) on {len(self.servers)} server(s) asked; {self.cap.needed} are needed"
+            f"({good} still usable) on {len(self.servers)} server(s) asked; {self.cap.needed} "
+            f"{'is' if self.cap.needed == 1 else 'are'} needed"
         )
 
     async def _drop(self, source: _ShareSource, problem: _BadShare) -> None:
