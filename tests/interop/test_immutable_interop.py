@@ -171,3 +171,25 @@ def test_form_uploads_answer_as_real_tahoe_does(real_grid: harness.RealGrid, our
     for query in ("?t=upload&when_done=/done", "?t=upload&when_done=next%3Fcap%3D%25(uri)s"):
         theirs, ours = post(real_grid.web_url, query), post(our_url, query)
         assert (theirs[0], theirs[1]) == (ours[0], ours[1].replace(our_url, real_grid.web_url) if ours[1] else None), query
+
+
+def test_named_urls_serve_as_real_tahoe_does(real_grid: harness.RealGrid, our_client: str) -> None:
+    data = os.urandom(4000)
+    put = urllib.request.Request(real_grid.web_url + "uri", data=data, method="PUT")
+    with urllib.request.urlopen(put, timeout=60) as response:
+        quoted = response.read().decode().replace(":", "%3A")
+    our_url = (Path(our_client) / "node.url").read_text().strip()
+
+    def fetch(base: str, path: str, method: str = "GET") -> tuple[int, str | None, bytes]:
+        request = urllib.request.Request(base + path, method=method, data=b"x" if method == "PUT" else None)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.headers.get("content-type"), response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, None, b""
+
+    for path, method in [
+        (f"named/{quoted}/photo.jpg", "GET"), (f"named/{quoted}/dir/notes.txt", "GET"), (f"file/{quoted}/a.pdf", "GET"),
+        (f"named/{quoted}/photo.jpg", "HEAD"), (f"named/{quoted}/x.txt", "PUT"), ("named/", "GET"),
+    ]:
+        assert fetch(our_url, path, method) == fetch(real_grid.web_url, path, method), (path, method)

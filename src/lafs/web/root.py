@@ -17,11 +17,14 @@ class RootResource(Resource):
         self.node = node
         self.welcome = WelcomePage(node)
         if getattr(node, "files", None) is not None:
-            from lafs.web.uri import URIRoot
+            from lafs.web.uri import NamedRoot, URIRoot
 
             uri = URIRoot(node)
             self.putChild(b"uri", uri)  # type: ignore[arg-type]
             self.putChild(b"cap", uri)  # type: ignore[arg-type]
+            named = NamedRoot(node)
+            self.putChild(b"named", named)  # type: ignore[arg-type]
+            self.putChild(b"file", named)  # type: ignore[arg-type]
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":

@@ -188,15 +188,40 @@ class URIRoot(Resource):
         return list(broker.all_servers()) if broker is not None else []
 
 
+class NamedRoot(Resource):
+    """``/named/$FILECAP/NAME`` (and the older ``/file/``): a file at a URL ending in its name, for wget and friends."""
+
+    def __init__(self, node: Any) -> None:
+        super().__init__()
+        self.node = node
+
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        return CapResource(self.node, unquote(path.decode("utf-8", errors="replace")), named=True)
+
+    def render(self, request: Any) -> bytes:
+        return _fail(request, http.NOT_FOUND, "/named must be followed by a file cap and a name")
+
+
 class CapResource(Resource):
-    """``/uri/$CAP``: a file's bytes, its JSON description, or its info page."""
+    """``/uri/$CAP``: a file's bytes, its JSON description, or its info page.
+
+    ``named``: reached as ``/named/$CAP/NAME``, where NAME (the last segment)
+    is the file's name and only GET and HEAD make sense.
+    """
 
     isLeaf = True
 
-    def __init__(self, node: Any, cap_text: str) -> None:
+    def __init__(self, node: Any, cap_text: str, named: bool = False) -> None:
         super().__init__()
         self.node = node
         self.cap_text = cap_text
+        self.named = named
+
+    def render(self, request: Any) -> int | bytes:
+        if self.named and request.method not in (b"GET", b"HEAD"):
+            return _fail(request, http.BAD_REQUEST, "/named can only be used with GET or HEAD")
+        result: int | bytes = super().render(request)
+        return result
 
     def _parse(self) -> caps.FileCap | caps.DirectoryCap:
         return caps.from_string_strict(self.cap_text)
@@ -206,7 +231,10 @@ class CapResource(Resource):
             cap = self._parse()
         except caps.CapError as e:
             return _fail(request, http.BAD_REQUEST, f"Invalid cap: {e}")
-        if request.postpath and any(request.postpath):
+        if self.named:
+            if isinstance(cap, caps.DirectoryCap):
+                return _fail(request, http.BAD_REQUEST, f"{self.cap_text!r} is not a file cap")
+        elif request.postpath and any(request.postpath):
             if isinstance(cap, caps.DirectoryCap):
                 return _fail(request, http.NOT_FOUND, "paths below a cap need directory support, which is not here yet")
             child = unquote(request.postpath[0].decode("utf-8", "replace"))
@@ -251,7 +279,8 @@ class CapResource(Resource):
         length = max(0, last - first + 1)
 
         def send_headers() -> None:
-            filename = _arg(request, "filename")
+            named = unquote(request.postpath[-1].decode("utf-8", "replace")) if self.named and request.postpath else ""
+            filename = _arg(request, "filename") or named
             # As Tahoe does, down to passing the name as bytes (so "x.tar.gz" is text/plain
             # with gzip encoding): the type and encoding the file name suggests, else text/plain.
             content_type, encoding = static.getTypeAndEncoding(
