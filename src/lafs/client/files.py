@@ -21,17 +21,20 @@ __all__ = ["FileService", "FileSource", "NotEnoughSharesError", "UploadResult", 
 
 
 class FileSource:
-    """A seekable binary file seen as ``size`` + ``read(offset, length)`` (what the uploader reads)."""
+    """A seekable binary file, or the ``size`` bytes of it from ``start``, seen as
+    ``size`` + ``read(offset, length)`` (what the uploader reads)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Any, start: int = 0, size: int | None = None) -> None:
         self._stream = stream
-        stream.seek(0, os.SEEK_END)
-        self.size = stream.tell()
-        stream.seek(0)
+        self._start = start
+        if size is None:
+            size = stream.seek(0, os.SEEK_END) - start
+        self.size = size
 
     def read(self, offset: int, length: int) -> bytes:
-        self._stream.seek(offset)
-        return self._stream.read(length)
+        self._stream.seek(self._start + offset)
+        data: bytes = self._stream.read(max(0, min(length, self.size - offset)))
+        return data
 
 
 class FileService:
@@ -67,9 +70,11 @@ class FileService:
         needed, _, total = self.encoding
         return convergence_hasher_for(size, needed, total, self.max_segment_size, self.node.convergence_secret)
 
-    async def upload(self, stream: BinaryIO, *, convergence: bool = True, key_hint: bytes | None = None) -> UploadResult:
+    async def upload(
+        self, stream: BinaryIO | FileSource, *, convergence: bool = True, key_hint: bytes | None = None
+    ) -> UploadResult:
         """Upload ``stream``; ``key_hint`` is a ``convergence_hasher`` digest of its bytes, if known."""
-        source = FileSource(stream)
+        source = stream if isinstance(stream, FileSource) else FileSource(stream)
         needed, happy, total = self.encoding
         result = await upload_immutable(
             source,

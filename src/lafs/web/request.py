@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from lafs.client.files import FileSource
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
 from lafs.web import multipart
@@ -123,32 +123,6 @@ MAX_FORM_FIELD_BYTES = 64 * 1024
 """A form field that is not a file may be at most this long."""
 
 
-class SpooledPart:
-    """One part of a spooled request body, seen as a seekable file of its own."""
-
-    def __init__(self, spool: Any, start: int, end: int) -> None:
-        self._spool = spool
-        self._start = start
-        self._size = end - start
-        self._position = 0
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def tell(self) -> int:
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        remaining = max(0, self._size - self._position)
-        wanted = remaining if size < 0 else min(size, remaining)
-        self._spool.seek(self._start + self._position)
-        data: bytes = self._spool.read(wanted)
-        self._position += len(data)
-        return data
-
-
 class GatewayRequest(Request):
     """A request whose uploaded body is never held in memory whole.
 
@@ -157,7 +131,7 @@ class GatewayRequest(Request):
     fields joining ``args`` and its files left in the spool as ``form_files``.
     """
 
-    form_files: dict[str, SpooledPart]
+    form_files: dict[str, FileSource]
     """The file parts of a multipart form, by field name."""
     form_error: str | None = None
     """Why the multipart form could not be read, if it could not."""
@@ -201,21 +175,14 @@ class GatewayRequest(Request):
         boundary = multipart.boundary_of(content_type)
         if boundary is None:
             raise multipart.MultipartError("the body is not multipart/form-data")
-        spool: Any = self.content
-        size = spool.seek(0, os.SEEK_END)
-
-        def read(offset: int, length: int) -> bytes:
-            spool.seek(offset)
-            data: bytes = spool.read(length)
-            return data
-
-        for part in multipart.find_parts(read, size, boundary):
+        spool = FileSource(self.content)
+        for part in multipart.find_parts(spool.read, spool.size, boundary):
             if part.filename is not None:
-                self.form_files[part.name] = SpooledPart(spool, part.start, part.end)
+                self.form_files[part.name] = FileSource(self.content, part.start, part.size)
             elif part.size > MAX_FORM_FIELD_BYTES:
                 raise multipart.MultipartError(f"form field {part.name!r} is longer than {MAX_FORM_FIELD_BYTES} bytes")
             else:
-                self._form_fields.setdefault(part.name.encode("utf-8"), []).append(read(part.start, part.size))
+                self._form_fields.setdefault(part.name.encode("utf-8"), []).append(spool.read(part.start, part.size))
 
     def _form_unreadable(self, failure: Failure) -> None:
         if not failure.check(multipart.MultipartError, OSError):
