@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -127,3 +128,19 @@ async def test_an_oversized_string_is_still_refused_and_the_connection_survives(
         assert sink.received == []
         assert await rref.callRemote("take", b"after") == b"5"
         assert sink.received == [b"after"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_calls_arguments_are_let_go_once_it_has_answered() -> None:
+    # Without help they sit in a reference cycle until a full collection:
+    # a storage server would hold on to every run of share data it was sent.
+    async with connected_sink() as (sink, rref):
+        gc.disable()
+        try:
+            for _ in range(3):
+                await rref.callRemote("take", os.urandom(100_000))
+            received, sink.received = sink.received, []
+            holders = [type(holder).__name__ for data in received for holder in gc.get_referrers(data) if holder is not received]
+        finally:
+            gc.enable()
+        assert holders == []
