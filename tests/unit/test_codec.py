@@ -88,6 +88,25 @@ def test_any_k_blocks_decode(params: tuple[int, int], payload: bytes, data: st.D
     assert codec.decode({i: blocks[i] for i in chosen}) == segment
 
 
+@settings(max_examples=30)
+@given(st.integers(1, 8).flatmap(lambda k: st.tuples(st.just(k), st.integers(k, 12))), st.binary(max_size=200), st.data())
+def test_chosen_blocks_are_those_of_a_full_encoding(params: tuple[int, int], payload: bytes, data: st.DataObject) -> None:
+    needed, total = params
+    codec = ZfecCodec(needed, total)
+    segment = pad_segment(payload, needed)
+    numbers = data.draw(st.lists(st.integers(0, total - 1), unique=True))
+    every = codec.encode(segment)
+    assert [bytes(block) for block in codec.encode(segment, numbers)] == [bytes(every[n]) for n in numbers]
+
+
+def test_primary_blocks_are_views_of_the_segment_and_bad_numbers_are_refused() -> None:
+    segment = bytes(range(30))
+    blocks = ZfecCodec(3, 10).encode(segment)
+    assert all(isinstance(block, memoryview) and block.obj is segment for block in blocks[:3])
+    with pytest.raises(CodecError, match=r"block number 10 is outside 0\.\.9"):
+        ZfecCodec(3, 10).encode(segment, [3, 10])
+
+
 ORACLE = json.loads((Path(__file__).parent / "data" / "crypto_codec_vectors.json").read_text())
 
 

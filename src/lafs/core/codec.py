@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import attrs
 import zfec
@@ -138,13 +138,21 @@ class ZfecCodec:
         self._encoder = zfec.Encoder(needed, total)
         self._decoder = zfec.Decoder(needed, total)
 
-    def encode(self, segment: bytes) -> list[bytes]:
-        """All N blocks of a segment whose length is a multiple of k."""
+    def encode(self, segment: BytesLike, numbers: Sequence[int] | None = None) -> list[BytesLike]:
+        """Blocks ``numbers`` (default all N, in order) of a segment whose length is a multiple of k.
+
+        Blocks below k are views of ``segment`` itself, not copies.
+        """
         if len(segment) % self.needed:
             raise CodecError(f"segment length {len(segment)} is not a multiple of k={self.needed}")
+        wanted = list(range(self.total)) if numbers is None else list(numbers)
+        for number in wanted:
+            if not 0 <= number < self.total:
+                raise CodecError(f"block number {number} is outside 0..{self.total - 1}")
         block_size = len(segment) // self.needed
-        pieces = [segment[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
-        return [bytes(block) for block in self._encoder.encode(pieces)]
+        view = memoryview(segment)
+        primary = [view[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
+        return list(self._encoder.encode(primary, wanted))
 
     def decode(self, blocks: Mapping[int, BytesLike]) -> bytes:
         """The (padded) segment from any k blocks, keyed by block number."""

@@ -7,6 +7,7 @@ and never held whole.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from lafs.core.codec import ZfecCodec, immutable_segment_layout, pad_segment
 from lafs.core.crypto import AESCTRStream
 from lafs.core.errors import LafsError
 from lafs.core.happiness import happiness, plan_placement
+from lafs.core.hashes import BytesLike
 from lafs.core.hashtree import HashTree
 from lafs.core.share_layout import (
     UriExtension,
@@ -144,23 +146,45 @@ async def upload_immutable(
     segment_hashes: list[bytes] = []
     block_hashes: list[list[bytes]] = [[] for _ in range(total)]
 
+    # The encoding thread also encrypts and hashes whole segments, so it codes
+    # only a third of the parity blocks while a helper thread codes the rest.
+    parity = range(needed, total)
+    own_numbers = [*range(needed), *parity[: len(parity) // 3]]
+    helper_numbers = list(parity[len(parity) // 3 :])
+
+    def code_blocks(segments: list[bytes], numbers: list[int]) -> list[tuple[list[BytesLike], list[bytes]]]:
+        coded = []
+        for segment in segments:
+            blocks = codec.encode(segment, numbers)
+            coded.append((blocks, [hashes.block_hash(block) for block in blocks]))
+        return coded
+
     def encode_segments(first: int) -> _EncodedRun:
         # Runs in a worker thread: AES, zfec and hashing release the GIL, so this
         # overlaps with the reactor pushing the previous run to the servers.
         run = _EncodedRun(first)
-        parts: list[list[bytes]] = [[] for _ in range(total)]
+        crypttexts = []
         for segnum in range(first, min(first + WRITE_SEGMENTS, layout.num_segments)):
             offset, length = layout.segment_range(segnum)
             plaintext = source.read(offset, length)
             if len(plaintext) != length:
                 raise LafsError(f"the file shrank while it was being uploaded (segment {segnum})")
-            crypttext = encryptor.process(plaintext)
+            crypttexts.append(encryptor.process(plaintext))
+        padded = [pad_segment(crypttext, needed) for crypttext in crypttexts]
+        helped = helper.submit(code_blocks, padded, helper_numbers)
+        for crypttext in crypttexts:
             crypttext_hasher.update(crypttext)
-            blocks = codec.encode(pad_segment(crypttext, needed))
             run.segment_hashes.append(hashes.crypttext_segment_hash(crypttext))
-            run.block_hashes.append([hashes.block_hash(block) for block in blocks])
-            for shnum, block in enumerate(blocks):
+        own = code_blocks(padded, own_numbers)
+        theirs = helped.result()
+        del crypttexts, padded, helped
+        parts: list[list[BytesLike]] = [[] for _ in range(total)]
+        for (own_blocks, own_hashes), (their_blocks, their_hashes) in zip(own, theirs, strict=True):
+            # Own then helper numbers are 0..N-1 in order.
+            run.block_hashes.append(own_hashes + their_hashes)
+            for shnum, block in enumerate(own_blocks + their_blocks):
                 parts[shnum].append(block)
+        del own, theirs
         for shnum in range(total):
             run.share_data.append(b"".join(parts[shnum]))
             parts[shnum] = []
@@ -172,6 +196,7 @@ async def upload_immutable(
 
     pool = ThreadPool(1, 1, name="lafs-encode")
     pool.start()
+    helper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lafs-encode-helper")
 
     def encode(first: int) -> defer.Deferred[_EncodedRun] | None:
         if first >= layout.num_segments:
@@ -198,6 +223,7 @@ async def upload_immutable(
             raise
     finally:
         pool.stop()
+        helper.shutdown(wait=False)
     pushed = time.monotonic()
     crypttext_tree = HashTree(segment_hashes)
     block_trees = [HashTree(leaves) for leaves in block_hashes]
