@@ -13,6 +13,9 @@ stay foolscap's own:
 - Before sending a string foolscap looks it up in its table of vocabulary
   words, which hashes all of it (4% of a client's CPU during an upload).
   Vocabulary words are short names; a longer string cannot be one.
+- Twisted hands the socket at most 128 KiB per send(); runs of share data
+  are megabytes, and every send is a system call that wakes the peer.  The
+  broker's connection sends up to SEND_LIMIT at a time.
 - The unslicer that gathers an inbound call's arguments is part of a
   reference cycle, so the arguments (a run of share data) outlived the call
   until the collector's rare full pass: a storage server grew by about the
@@ -28,9 +31,12 @@ from typing import Any
 from foolscap.api import Tub
 from foolscap.broker import Broker
 from foolscap.tokens import STRING
+from twisted.internet.abstract import FileDescriptor
 
 # A token header is at most 64 base-128 digits followed by its type byte.
 _MAX_HEADER = 65
+SEND_LIMIT = 1024 * 1024
+"""Most bytes a node's foolscap connection hands the socket in one send (Twisted's default: 128 KiB)."""
 
 
 def missing_string_bytes(pending: bytes, buffered: int) -> int:
@@ -86,6 +92,11 @@ class BulkDataBroker(Broker):
             pending = self.buffer.popleft(_MAX_HEADER)
             self.buffer.appendleft(pending)
             self._string_bytes_missing = missing_string_bytes(pending, len(self.buffer))
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if isinstance(self.transport, FileDescriptor):
+            self.transport.SEND_LIMIT = SEND_LIMIT
 
     def _callFinished(self, result: Any, delivery: Any) -> None:
         try:

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zope.interface import implementer
 
-from lafs.tub import NodeTub, VocabularyTable, missing_string_bytes
+from lafs.tub import SEND_LIMIT, NodeTub, VocabularyTable, missing_string_bytes
 from tests.storage_grid import RemoteError, call, free_port
 
 LIMIT = 3 * 1024 * 1024
@@ -106,7 +106,9 @@ async def test_long_strings_arrive_exact_and_are_parsed_once(monkeypatch: pytest
 
     monkeypatch.setattr(Banana, "handleData", counting)
     async with connected_sink() as (sink, rref):
-        table = rref.tracker.broker.outgoingVocabulary
+        broker = rref.tracker.broker
+        assert broker.transport.SEND_LIMIT == SEND_LIMIT  # megabyte runs go out in few system calls
+        table = broker.outgoingVocabulary
         assert isinstance(table, VocabularyTable)
         assert b"arguments" in table  # foolscap negotiated its vocabulary into our table
         payloads = [os.urandom(size) for size in (LIMIT, 1, 0, 100_000, 2 * 1024 * 1024 + 17)]
