@@ -35,7 +35,7 @@ from twisted.internet.abstract import FileDescriptor
 
 # A token header is at most 64 base-128 digits followed by its type byte.
 _MAX_HEADER = 65
-SEND_LIMIT = 1024 * 1024
+SEND_LIMIT = 4 * 1024 * 1024
 """Most bytes a node's foolscap connection hands the socket in one send (Twisted's default: 128 KiB)."""
 
 
