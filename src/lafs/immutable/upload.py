@@ -310,9 +310,15 @@ async def _push_segments(
             for shnum, value in enumerate(hashes_of_blocks):
                 block_hashes[shnum].append(value)
         offset = data_offset + run.first_segment * block_size
-        in_flight.append([share.write(offset, run.share_data[share.shnum]) for share in shares if not share.failed])
-        # The writes hold the data until it is sent; dropping ours lets it go as soon as it is.
+        share_data, run.share_data = run.share_data, []
         del run
+        writes = []
+        for share in shares:
+            if not share.failed:
+                writes.append(share.write(offset, share_data[share.shnum]))
+            # The write holds its data until it is sent; dropping ours lets each go as soon as it is.
+            share_data[share.shnum] = b""
+        in_flight.append(writes)
         if next_run is None:
             break
         if len(in_flight) >= PIPELINE_WRITES:
