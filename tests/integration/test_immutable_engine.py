@@ -285,6 +285,22 @@ async def test_unhappy_upload_never_reports_success(grid: Grid) -> None:
         await upload(grid, os.urandom(6 * SEGMENT))
 
 
+@pytest.mark.parametrize(("needed", "happy", "total"), [(1, 1, 1), (3, 3, 3), (2, 2, 3), (1, 4, 4), (7, 9, 10)])
+@pytest_twisted.ensureDeferred
+async def test_any_encoding_round_trips(grid: Grid, needed: int, happy: int, total: int) -> None:
+    # The encoding thread and its helper split each segment's parity blocks
+    # between them: none, one, or many, whatever k and N leave.
+    data = os.urandom(9 * SEGMENT + 5)
+    result = await upload_immutable(
+        BytesSource(data), convergence_secret=SECRET, needed=needed, happy=happy, total=total,
+        servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT,
+    )
+    cap = result.cap
+    assert isinstance(cap, caps.CHKFileCap) and (cap.needed, cap.total) == (needed, total)
+    assert await download(grid, cap) == data
+    assert len(grid.share_files(cap.get_storage_index())) == total
+
+
 @pytest_twisted.ensureDeferred
 async def test_memory_is_bounded_by_segments(grid: Grid) -> None:
     source = BytesSource(os.urandom(40 * SEGMENT))
