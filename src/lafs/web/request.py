@@ -18,7 +18,7 @@ from lafs.web import multipart
 
 log = Logger()
 
-HAND_OFF_BYTES = 1024 * 1024
+HAND_OFF_BYTES = 4 * 1024 * 1024
 """Received bytes are passed to the spooling and hashing threads in batches of about this size."""
 RECEIVE_BYTES = 1024 * 1024
 """How much a large upload's connection reads from its socket at a time."""
