@@ -20,6 +20,7 @@ from lafs.core.codec import (
     pad_segment,
     parse_codec_params,
 )
+from lafs.core.hashes import BytesLike
 
 
 def test_layout_of_real_tahoe_share() -> None:
@@ -77,25 +78,30 @@ def test_systematic_and_every_subset_decodes() -> None:
         assert codec.decode({i: blocks[i] for i in subset}) == segment
 
 
+ENCODINGS = st.integers(1, 12).flatmap(lambda k: st.tuples(st.just(k), st.integers(k, 16)))
+"""(k, N) pairs zfec accepts."""
+
+
+def coded_segment(params: tuple[int, int], payload: bytes) -> tuple[ZfecCodec, bytes, list[BytesLike]]:
+    codec = ZfecCodec(*params)
+    segment = pad_segment(payload, codec.needed)
+    return codec, segment, codec.encode(segment)
+
+
 @settings(max_examples=50)
-@given(st.integers(1, 12).flatmap(lambda k: st.tuples(st.just(k), st.integers(k, 16))), st.binary(max_size=300), st.data())
+@given(ENCODINGS, st.binary(max_size=300), st.data())
 def test_any_k_blocks_decode(params: tuple[int, int], payload: bytes, data: st.DataObject) -> None:
     needed, total = params
-    codec = ZfecCodec(needed, total)
-    segment = pad_segment(payload, needed)
-    blocks = codec.encode(segment)
+    codec, segment, blocks = coded_segment(params, payload)
     chosen = data.draw(st.lists(st.integers(0, total - 1), min_size=needed, max_size=needed, unique=True))
     assert codec.decode({i: blocks[i] for i in chosen}) == segment
 
 
 @settings(max_examples=30)
-@given(st.integers(1, 8).flatmap(lambda k: st.tuples(st.just(k), st.integers(k, 12))), st.binary(max_size=200), st.data())
+@given(ENCODINGS, st.binary(max_size=200), st.data())
 def test_chosen_blocks_are_those_of_a_full_encoding(params: tuple[int, int], payload: bytes, data: st.DataObject) -> None:
-    needed, total = params
-    codec = ZfecCodec(needed, total)
-    segment = pad_segment(payload, needed)
-    numbers = data.draw(st.lists(st.integers(0, total - 1), unique=True))
-    every = codec.encode(segment)
+    codec, segment, every = coded_segment(params, payload)
+    numbers = data.draw(st.lists(st.integers(0, codec.total - 1), unique=True))
     assert [bytes(block) for block in codec.encode(segment, numbers)] == [bytes(every[n]) for n in numbers]
 
 
