@@ -5,12 +5,18 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import platform
+import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import zfec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lafs.core import codec as codec_module
+from lafs.core import isal
 from lafs.core.codec import (
     CodecError,
     ZfecCodec,
@@ -111,6 +117,56 @@ def test_primary_blocks_are_views_of_the_segment_and_bad_numbers_are_refused() -
     assert all(isinstance(block, memoryview) and block.obj is segment for block in blocks[:3])
     with pytest.raises(CodecError, match=r"block number 10 is outside 0\.\.9"):
         ZfecCodec(3, 10).encode(segment, [3, 10])
+
+
+def zfec_blocks(needed: int, total: int, segment: bytes) -> list[bytes]:
+    size = len(segment) // needed
+    primary = [segment[i * size : (i + 1) * size] for i in range(needed)]
+    return [bytes(block) for block in zfec.Encoder(needed, total).encode(primary)]
+
+
+@settings(max_examples=40)
+@given(st.integers(1, 40).flatmap(lambda k: st.tuples(st.just(k), st.integers(k, 256))), st.binary(max_size=3000))
+def test_blocks_are_zfecs_own(params: tuple[int, int], payload: bytes) -> None:
+    """Whoever computes the parity (ISA-L or zfec), every block is the one zfec itself makes."""
+    _codec, segment, blocks = coded_segment(params, payload)
+    assert [bytes(block) for block in blocks] == zfec_blocks(*params, segment)
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() not in ("x86_64", "aarch64"),
+    reason="pyeclib ships ISA-L only for Linux on x86_64 and aarch64",
+)
+def test_isal_computes_the_parity_where_pyeclib_ships_it() -> None:
+    assert codec_module._parity_coder(3, 10) is not None
+
+
+@pytest.fixture
+def fresh_parity_coders() -> Iterator[None]:
+    codec_module._parity_coder.cache_clear()
+    yield
+    codec_module._parity_coder.cache_clear()
+
+
+def test_zfec_computes_the_parity_without_isal(monkeypatch: pytest.MonkeyPatch, fresh_parity_coders: None) -> None:
+    monkeypatch.setattr(isal, "load_matrix_coder", lambda needed, rows: None)
+    assert codec_module._parity_coder(3, 10) is None
+    segment = bytes(range(255)) * 3
+    assert [bytes(block) for block in ZfecCodec(3, 10).encode(segment)] == zfec_blocks(3, 10, segment)
+
+
+class WrongCoder:
+    """A library whose arithmetic is off by one bit."""
+
+    def multiply(self, blocks: Sequence[BytesLike], wanted: Sequence[int]) -> list[bytearray]:
+        return [bytearray(b ^ 1 for b in blocks[0]) for _ in wanted]
+
+
+def test_a_library_that_disagrees_with_zfec_is_not_used(monkeypatch: pytest.MonkeyPatch, fresh_parity_coders: None) -> None:
+    monkeypatch.setattr(isal, "load_matrix_coder", lambda needed, rows: WrongCoder())
+    assert codec_module._parity_coder(2, 5) is None
+    segment = bytes(range(200))
+    assert [bytes(block) for block in ZfecCodec(2, 5).encode(segment)] == zfec_blocks(2, 5, segment)
 
 
 ORACLE = json.loads((Path(__file__).parent / "data" / "crypto_codec_vectors.json").read_text())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import attrs
 import zfec
 
+from lafs.core import isal
 from lafs.core.errors import FormatError
 from lafs.core.hashes import BytesLike
 
@@ -128,8 +130,35 @@ def parse_codec_params(text: bytes) -> tuple[int, int, int]:
     return segment_size, needed, total
 
 
+_PROBE_BLOCK_SIZE = 257
+"""Long enough for ISA-L's SIMD loops, with a ragged tail."""
+
+
+@functools.cache
+def _parity_coder(needed: int, total: int) -> isal.MatrixCoder | None:
+    """ISA-L multiplying by zfec's parity rows, if it loads and agrees with zfec on a probe."""
+    if needed == total:
+        return None
+    encoder = zfec.Encoder(needed, total)
+    parity = list(range(needed, total))
+    # zfec is linear: coding the k unit vectors gives each parity block's coefficients.
+    units = [bytes(int(row == column) for column in range(needed)) for row in range(needed)]
+    coder = isal.load_matrix_coder(needed, [bytes(row) for row in encoder.encode(units, parity)])
+    if coder is None:
+        return None
+    probe = [bytes((index * 131 + offset * 29 + 7) % 256 for offset in range(_PROBE_BLOCK_SIZE)) for index in range(needed)]
+    expected = [bytes(block) for block in encoder.encode(probe, parity)]
+    if [bytes(block) for block in coder.multiply(probe, range(total - needed))] != expected:
+        return None
+    return coder
+
+
 class ZfecCodec:
-    """k-of-N Reed-Solomon coding of one segment into N blocks (systematic: blocks 0..k-1 are the data)."""
+    """k-of-N Reed-Solomon coding of one segment into N blocks (systematic: blocks 0..k-1 are the data).
+
+    zfec's code, byte for byte; its parity blocks are computed by ISA-L where
+    that library is available (see `lafs.core.isal`), by zfec otherwise.
+    """
 
     def __init__(self, needed: int, total: int) -> None:
         check_encoding(needed, total)
@@ -137,6 +166,7 @@ class ZfecCodec:
         self.total = total
         self._encoder = zfec.Encoder(needed, total)
         self._decoder = zfec.Decoder(needed, total)
+        self._parity_coder = _parity_coder(needed, total)
 
     def encode(self, segment: BytesLike, numbers: Sequence[int] | None = None) -> list[BytesLike]:
         """Blocks ``numbers`` (default all N, in order) of a segment whose length is a multiple of k.
@@ -152,7 +182,11 @@ class ZfecCodec:
         block_size = len(segment) // self.needed
         view = memoryview(segment)
         primary = [view[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
-        return list(self._encoder.encode(primary, wanted))
+        if self._parity_coder is None:
+            return list(self._encoder.encode(primary, wanted))
+        parity_numbers = [number for number in wanted if number >= self.needed]
+        parity = iter(self._parity_coder.multiply(primary, [number - self.needed for number in parity_numbers]))
+        return [primary[number] if number < self.needed else next(parity) for number in wanted]
 
     def decode(self, blocks: Mapping[int, BytesLike]) -> bytes:
         """The (padded) segment from any k blocks, keyed by block number."""
