@@ -7,7 +7,6 @@ and never held whole.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -146,45 +145,23 @@ async def upload_immutable(
     segment_hashes: list[bytes] = []
     block_hashes: list[list[bytes]] = [[] for _ in range(total)]
 
-    # The encoding thread also encrypts and hashes whole segments, so it codes
-    # only a third of the parity blocks while a helper thread codes the rest.
-    parity = range(needed, total)
-    own_numbers = [*range(needed), *parity[: len(parity) // 3]]
-    helper_numbers = list(parity[len(parity) // 3 :])
-
-    def code_blocks(segments: list[bytes], numbers: list[int]) -> list[tuple[list[BytesLike], list[bytes]]]:
-        coded = []
-        for segment in segments:
-            blocks = codec.encode(segment, numbers)
-            coded.append((blocks, [hashes.block_hash(block) for block in blocks]))
-        return coded
-
     def encode_segments(first: int) -> _EncodedRun:
-        # Runs in a worker thread: AES, zfec and hashing release the GIL, so this
+        # Runs in a worker thread: AES, coding and hashing release the GIL, so this
         # overlaps with the reactor pushing the previous run to the servers.
         run = _EncodedRun(first)
-        crypttexts = []
+        parts: list[list[BytesLike]] = [[] for _ in range(total)]
         for segnum in range(first, min(first + WRITE_SEGMENTS, layout.num_segments)):
             offset, length = layout.segment_range(segnum)
             plaintext = source.read(offset, length)
             if len(plaintext) != length:
                 raise LafsError(f"the file shrank while it was being uploaded (segment {segnum})")
-            crypttexts.append(encryptor.process(plaintext))
-        padded = [pad_segment(crypttext, needed) for crypttext in crypttexts]
-        helped = helper.submit(code_blocks, padded, helper_numbers)
-        for crypttext in crypttexts:
+            crypttext = encryptor.process(plaintext)
             crypttext_hasher.update(crypttext)
             run.segment_hashes.append(hashes.crypttext_segment_hash(crypttext))
-        own = code_blocks(padded, own_numbers)
-        theirs = helped.result()
-        del crypttexts, padded, helped
-        parts: list[list[BytesLike]] = [[] for _ in range(total)]
-        for (own_blocks, own_hashes), (their_blocks, their_hashes) in zip(own, theirs, strict=True):
-            # Own then helper numbers are 0..N-1 in order.
-            run.block_hashes.append(own_hashes + their_hashes)
-            for shnum, block in enumerate(own_blocks + their_blocks):
+            blocks = codec.encode(pad_segment(crypttext, needed))
+            run.block_hashes.append([hashes.block_hash(block) for block in blocks])
+            for shnum, block in enumerate(blocks):
                 parts[shnum].append(block)
-        del own, theirs
         for shnum in range(total):
             run.share_data.append(b"".join(parts[shnum]))
             parts[shnum] = []
@@ -196,7 +173,6 @@ async def upload_immutable(
 
     pool = ThreadPool(1, 1, name="lafs-encode")
     pool.start()
-    helper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lafs-encode-helper")
 
     def encode(first: int) -> defer.Deferred[_EncodedRun] | None:
         if first >= layout.num_segments:
@@ -223,7 +199,6 @@ async def upload_immutable(
             raise
     finally:
         pool.stop()
-        helper.shutdown(wait=False)
     pushed = time.monotonic()
     crypttext_tree = HashTree(segment_hashes)
     block_trees = [HashTree(leaves) for leaves in block_hashes]
