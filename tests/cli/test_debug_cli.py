@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -51,6 +52,7 @@ def test_dump_cap_malformed_is_one_line_exit_1() -> None:
 def test_version_and_usage_errors() -> None:
     version = tahoe("--version")
     assert version.returncode == 0 and "tahoe-lafs: 1.20.0" in version.stdout
+    assert re.search(r"^zfec: .* \(parity blocks computed by (ISA-L|zfec)\)$", version.stdout, re.MULTILINE)
     assert tahoe("--help").returncode == 0
     nonsense = tahoe("nonsense")
     assert nonsense.returncode == 2 and "usage:" in nonsense.stderr and "Traceback" not in nonsense.stderr

@@ -162,6 +162,14 @@ class WrongCoder:
         return [bytearray(b ^ 1 for b in blocks[0]) for _ in wanted]
 
 
+def test_blocks_too_long_for_isal_are_coded_by_zfec(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = ZfecCodec(3, 10)
+    monkeypatch.setattr(codec, "_parity_coder", WrongCoder())
+    monkeypatch.setattr(isal, "MAX_BLOCK_SIZE", 50)
+    segment = bytes(range(200)) * 3
+    assert [bytes(block) for block in codec.encode(segment)] == zfec_blocks(3, 10, segment)
+
+
 def test_a_library_that_disagrees_with_zfec_is_not_used(monkeypatch: pytest.MonkeyPatch, fresh_parity_coders: None) -> None:
     monkeypatch.setattr(isal, "load_matrix_coder", lambda needed, rows: WrongCoder())
     assert codec_module._parity_coder(2, 5) is None

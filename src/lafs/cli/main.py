@@ -72,12 +72,14 @@ def version_text() -> str:
     import twisted
     import zfec
 
+    from lafs.core.codec import parity_coding
+
     return "\n".join(
         [
             f"tahoe-lafs: {lafs.TAHOE_COMPAT_VERSION} ({lafs.FULL_VERSION})",
             f"foolscap: {foolscap.__version__}",
             f"twisted: {twisted.__version__}",
-            f"zfec: {getattr(zfec, '__version__', 'unknown')}",
+            f"zfec: {getattr(zfec, '__version__', 'unknown')} (parity blocks computed by {parity_coding()})",
             f"python: {sys.version.split()[0]}",
         ]
     )

@@ -153,6 +153,11 @@ def _parity_coder(needed: int, total: int) -> isal.MatrixCoder | None:
     return coder
 
 
+def parity_coding() -> str:
+    """Which library computes parity blocks in this process: ``"ISA-L"`` or ``"zfec"``."""
+    return "zfec" if _parity_coder(3, 10) is None else "ISA-L"
+
+
 class ZfecCodec:
     """k-of-N Reed-Solomon coding of one segment into N blocks (systematic: blocks 0..k-1 are the data).
 
@@ -182,7 +187,7 @@ class ZfecCodec:
         block_size = len(segment) // self.needed
         view = memoryview(segment)
         primary = [view[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
-        if self._parity_coder is None:
+        if self._parity_coder is None or block_size > isal.MAX_BLOCK_SIZE:
             return list(self._encoder.encode(primary, wanted))
         parity_numbers = [number for number in wanted if number >= self.needed]
         parity = iter(self._parity_coder.multiply(primary, [number - self.needed for number in parity_numbers]))

@@ -27,7 +27,7 @@ void ec_encode_data(int len, int k, int rows, unsigned char *gftbls,
                     unsigned char **data, unsigned char **coding);
 """
 _TABLE_BYTES_PER_COEFFICIENT = 32
-_MAX_BLOCK_SIZE = 2**31 - 1
+MAX_BLOCK_SIZE = 2**31 - 1
 """ISA-L takes the block length as a C int."""
 
 
@@ -93,7 +93,7 @@ class MatrixCoder:
         if len(blocks) != self.needed:
             raise ValueError(f"expected {self.needed} blocks, got {len(blocks)}")
         block_size = len(blocks[0])
-        if any(len(block) != block_size for block in blocks) or block_size > _MAX_BLOCK_SIZE:
+        if any(len(block) != block_size for block in blocks) or block_size > MAX_BLOCK_SIZE:
             raise ValueError("blocks must share one length below 2 GiB")
         outputs = [bytearray(block_size) for _ in wanted]
         if not wanted or block_size == 0:
