@@ -155,6 +155,15 @@ def test_zfec_computes_the_parity_without_isal(monkeypatch: pytest.MonkeyPatch, 
     assert [bytes(block) for block in ZfecCodec(3, 10).encode(segment)] == zfec_blocks(3, 10, segment)
 
 
+def test_no_isal_when_no_candidate_library_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    isal._library.cache_clear()
+    monkeypatch.setattr(isal, "_candidate_paths", lambda: ["/nonexistent/libisal.so.2", __file__])
+    try:
+        assert isal.load_matrix_coder(3, [b"\x01\x02\x03"]) is None
+    finally:
+        isal._library.cache_clear()
+
+
 class WrongCoder:
     """A library whose arithmetic is off by one bit."""
 

@@ -2,18 +2,19 @@
 
 zfec multiplies blocks by its encoding matrix one byte at a time through a
 lookup table; ISA-L does the same arithmetic in the same field (polynomial
-0x11d) with SIMD instructions (GFNI/AVX-512 where the CPU has them), some
-twenty times faster.  Given zfec's own parity coefficients it produces
-byte-identical parity (the codec checks a probe before trusting it).  Decoding stays with zfec.
+0x11d) with SIMD instructions (GFNI/AVX-512 where the CPU has them), about
+25 times faster here.  Given zfec's own parity coefficients it produces
+byte-identical parity (the codec checks a probe before trusting it).
+Decoding stays with zfec.
 
-The library is looked for as a system ``libisal`` and then in the copy the
-``pyeclib`` wheel ships (Linux).  Where neither loads, `load_matrix_coder`
-returns None and zfec computes the parity itself: slower, equally correct.
+The library is looked for as a system ``libisal.so.2`` and then in the copy
+the ``pyeclib`` wheel ships (Linux).  Where neither loads,
+`load_matrix_coder` returns None and zfec computes the parity itself: slower,
+equally correct.
 """
 
 from __future__ import annotations
 
-import ctypes.util
 import functools
 import importlib.metadata
 from collections.abc import Sequence
@@ -26,16 +27,15 @@ void ec_init_tables(int k, int rows, unsigned char *a, unsigned char *gftbls);
 void ec_encode_data(int len, int k, int rows, unsigned char *gftbls,
                     unsigned char **data, unsigned char **coding);
 """
+_SYSTEM_LIBRARY = "libisal.so.2"
+"""Found by the dynamic linker's own search, if installed."""
 _TABLE_BYTES_PER_COEFFICIENT = 32
 MAX_BLOCK_SIZE = 2**31 - 1
 """ISA-L takes the block length as a C int."""
 
 
 def _candidate_paths() -> list[str]:
-    paths = []
-    system = ctypes.util.find_library("isal")
-    if system:
-        paths.append(system)
+    paths = [_SYSTEM_LIBRARY]
     try:
         files = importlib.metadata.files("pyeclib") or []
     except importlib.metadata.PackageNotFoundError:
