@@ -20,6 +20,8 @@ import importlib.metadata
 from collections.abc import Sequence
 from typing import Any
 
+import cffi
+
 from lafs.core.hashes import BytesLike
 
 _DECLARATIONS = """
@@ -49,10 +51,6 @@ def _candidate_paths() -> list[str]:
 @functools.cache
 def _library() -> tuple[Any, Any] | None:
     """(ffi, lib) for the first ISA-L that loads with the functions we need, else None."""
-    try:
-        import cffi
-    except ImportError:
-        return None
     ffi = cffi.FFI()
     ffi.cdef(_DECLARATIONS)
     for path in _candidate_paths():
