@@ -13,9 +13,15 @@ stay foolscap's own:
 - Before sending a string foolscap looks it up in its table of vocabulary
   words, which hashes all of it (4% of a client's CPU during an upload).
   Vocabulary words are short names; a longer string cannot be one.
-- Twisted hands the socket at most 128 KiB per send(); runs of share data
-  are megabytes, and every send is a system call that wakes the peer.  The
-  broker's connection sends up to SEND_LIMIT at a time.
+- Twisted hands the socket at most 128 KiB per send() and reads 64 KiB per
+  recv(); runs of share data are megabytes, and every call is a system call
+  (a send also wakes the peer).  The broker's connection sends up to
+  SEND_LIMIT and reads up to RECEIVE_LIMIT at a time.
+- Twisted's TLS layer joins a long write to the small ones before it, then
+  feeds OpenSSL 16 KiB slices and reads the encrypted result back 32 KiB at
+  a time, with Python around every step: over half of an uploading client's
+  reactor time.  A BulkTLSWriter hands OpenSSL a long write in a few calls
+  and the socket the result in one; OpenSSL cuts the same 16 KiB records.
 - The unslicer that gathers an inbound call's arguments is part of a
   reference cycle, so the arguments (a run of share data) outlived the call
   until the collector's rare full pass: a storage server grew by about the
@@ -31,12 +37,29 @@ from typing import Any
 from foolscap.api import Tub
 from foolscap.broker import Broker
 from foolscap.tokens import STRING
+from OpenSSL import SSL
 from twisted.internet.abstract import FileDescriptor
+from twisted.protocols.tls import BufferingTLSTransport
+
+try:
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+except ImportError:  # a pyOpenSSL without these internals: Twisted's own path is used
+    _ffi = _lib = None
 
 # A token header is at most 64 base-128 digits followed by its type byte.
 _MAX_HEADER = 65
 SEND_LIMIT = 4 * 1024 * 1024
 """Most bytes a node's foolscap connection hands the socket in one send (Twisted's default: 128 KiB)."""
+RECEIVE_LIMIT = 1024 * 1024
+"""Most bytes a node's foolscap connection reads from the socket at a time (Twisted's default: 64 KiB)."""
+BULK_WRITE_MIN = 64 * 1024
+"""Writes at least this long go through a BulkTLSWriter; shorter ones are aggregated as Twisted does."""
+_BULK_STEP = 256 * 1024
+"""Plaintext handed to OpenSSL per call: keeps its send buffer small (it grows by copying)."""
+_MAX_RECORD_PLAINTEXT = 16 * 1024
+_MAX_RECORD_OVERHEAD = 512
+"""More than any TLS record adds to its plaintext (header, IV, tag or MAC, padding)."""
 
 
 def missing_string_bytes(pending: bytes, buffered: int) -> int:
@@ -76,6 +99,111 @@ class VocabularyTable(dict[bytes, int]):
         return len(word) <= self.longest and super().__contains__(word)  # type: ignore[arg-type]
 
 
+class BulkTLSWriter:
+    """Encrypts a connection's long writes in a few calls into OpenSSL and sends each in one piece.
+
+    Installed as the write method of Twisted's TLS transport, in its place;
+    short writes, and any write while Twisted has something of its own to
+    sort out (a handshake in progress, buffered application data, a closing
+    connection), still take Twisted's path.
+    """
+
+    _scratch = bytearray()
+    """Where writes are encrypted to: one buffer for all, since each write is sent or copied before the next."""
+
+    def __init__(self, tls: BufferingTLSTransport, socket: FileDescriptor) -> None:
+        self._tls = tls
+        self._socket = socket
+        self._write_short = tls.write
+        self._connection: SSL.Connection = tls._tlsConnection
+        self._ssl = self._connection._ssl
+        self._send_bio = self._connection._from_ssl
+        bypass: Any = tls.transport
+        self._write_encrypted = bypass.write  # straight to the socket's buffer, past TLS
+
+    @classmethod
+    def install(cls, socket: object) -> bool:
+        """Make the TLS layer of ``socket`` (a broker's transport) write through a BulkTLSWriter; False if it cannot."""
+        tls = getattr(socket, "protocol", None)
+        if _lib is None or not isinstance(tls, BufferingTLSTransport) or not isinstance(socket, FileDescriptor):
+            return False
+        connection = getattr(tls, "_tlsConnection", None)
+        needed = [
+            getattr(connection, "_ssl", None),
+            getattr(connection, "_from_ssl", None),
+            getattr(tls, "_aggregator", None),
+            getattr(tls, "_handshakeDone", None),
+            getattr(socket, "_tempDataLen", None),
+            getattr(socket, "dataBuffer", None),
+        ]
+        if not isinstance(connection, SSL.Connection) or None in needed:
+            return False
+        bulk = cls(tls, socket)
+        tls.write = bulk.write  # type: ignore[method-assign]
+        return True
+
+    def write(self, data: bytes) -> None:
+        tls = self._tls
+        if (
+            len(data) < BULK_WRITE_MIN
+            or tls._appSendBuffer
+            or tls._lostTLSConnection
+            or (tls.disconnecting and tls._producer is None)
+            or not tls._handshakeDone
+        ):
+            self._write_short(data)
+            return
+        tls._aggregator.flush()  # what was written before goes first
+        encrypted, sent = self._encrypt(data)
+        self._send(encrypted)
+        if sent < len(data):
+            # OpenSSL would not take the rest (say the connection failed): Twisted's path handles that.
+            tls._write(bytes(memoryview(data)[sent:]))
+
+    def _send(self, encrypted: memoryview) -> None:
+        """Hand the socket as much as it takes now, and Twisted's buffer the rest (as bytes, which it insists on)."""
+        socket = self._socket
+        sent = 0
+        if socket.connected and not socket.disconnecting and socket.offset == len(socket.dataBuffer) and not socket._tempDataLen:
+            while sent < len(encrypted):
+                written = socket.writeSomeData(encrypted[sent:])  # type: ignore[arg-type]  # any buffer will do
+                if not isinstance(written, int) or written <= 0:
+                    break
+                sent += written
+        if sent < len(encrypted):
+            self._write_encrypted(bytes(encrypted[sent:]))
+
+    def _encrypt(self, data: bytes) -> tuple[memoryview, int]:
+        """Encrypt as much of ``data`` as OpenSSL takes; return the TLS records and how much was taken.
+
+        The records are in a buffer shared by every writer, good until the next write.
+        """
+        length = len(data)
+        records = -(-length // _MAX_RECORD_PLAINTEXT)
+        room = length + (records + 1) * _MAX_RECORD_OVERHEAD
+        if len(BulkTLSWriter._scratch) < room:
+            BulkTLSWriter._scratch = bytearray(room)
+        used = sent = 0
+        pending = _ffi.new("char **")
+        overflow = b""
+        with _ffi.from_buffer(BulkTLSWriter._scratch) as out, _ffi.from_buffer(data) as plaintext:
+            while sent < length:
+                taken = _lib.SSL_write(self._ssl, plaintext + sent, min(length - sent, _BULK_STEP))
+                if taken <= 0:
+                    break
+                sent += taken
+                waiting = _lib.BIO_get_mem_data(self._send_bio, pending)
+                fits = min(waiting, room - used)
+                used += _lib.BIO_read(self._send_bio, out + used, fits) if fits else 0
+                if waiting > fits:  # never expected: the room is more than TLS adds
+                    overflow = self._connection.bio_read(waiting - fits)
+                    break
+        encrypted = memoryview(BulkTLSWriter._scratch)[:used]
+        if overflow:
+            return memoryview(bytes(encrypted) + overflow), sent
+        return encrypted, sent
+
+
 class BulkDataBroker(Broker):
     """A Broker that receives a long string's pieces in one go and sends it without hashing it."""
 
@@ -97,6 +225,8 @@ class BulkDataBroker(Broker):
         super().connectionMade()
         if isinstance(self.transport, FileDescriptor):
             self.transport.SEND_LIMIT = SEND_LIMIT
+            self.transport.bufferSize = RECEIVE_LIMIT
+        BulkTLSWriter.install(self.transport)
 
     def _callFinished(self, result: Any, delivery: Any) -> None:
         try:

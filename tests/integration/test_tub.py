@@ -17,7 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zope.interface import implementer
 
-from lafs.tub import SEND_LIMIT, NodeTub, VocabularyTable, missing_string_bytes
+from lafs import tub
+from lafs.tub import (
+    RECEIVE_LIMIT,
+    SEND_LIMIT,
+    BulkTLSWriter,
+    NodeTub,
+    VocabularyTable,
+    missing_string_bytes,
+)
 from tests.storage_grid import RemoteError, call, free_port
 
 LIMIT = 3 * 1024 * 1024
@@ -108,6 +116,8 @@ async def test_long_strings_arrive_exact_and_are_parsed_once(monkeypatch: pytest
     async with connected_sink() as (sink, rref):
         broker = rref.tracker.broker
         assert broker.transport.SEND_LIMIT == SEND_LIMIT  # megabyte runs go out in few system calls
+        assert broker.transport.bufferSize == RECEIVE_LIMIT
+        assert isinstance(broker.transport.protocol.write.__self__, BulkTLSWriter)
         table = broker.outgoingVocabulary
         assert isinstance(table, VocabularyTable)
         assert b"arguments" in table  # foolscap negotiated its vocabulary into our table
@@ -146,3 +156,65 @@ async def test_a_calls_arguments_are_let_go_once_it_has_answered() -> None:
         finally:
             gc.enable()
         assert holders == []
+
+
+def sends_only(first_send: int, socket: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``socket`` take ``first_send`` bytes of the next direct send, then nothing until Twisted writes."""
+    original = socket.writeSomeData
+    calls = 0
+
+    def partial(data: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return original(data[:first_send])
+        if calls == 2:
+            return 0
+        return original(data)
+
+    monkeypatch.setattr(socket, "writeSomeData", partial)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_socket_does_not_take_at_once_follows_through_twisteds_buffer(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with connected_sink() as (sink, rref):
+        payload = os.urandom(2 * 1024 * 1024 + 5)
+        sends_only(1000, rref.tracker.broker.transport, monkeypatch)
+        assert await rref.callRemote("take", payload) == str(len(payload)).encode()
+        assert await rref.callRemote("take", b"next") == b"4"
+        assert sink.received == [payload, b"next"]
+
+
+class RefusingLibrary:
+    """OpenSSL's functions as the writer calls them, except that SSL_write refuses after ``accepted`` calls."""
+
+    def __init__(self, real: Any, accepted: int) -> None:
+        self._real = real
+        self._accepted = accepted
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def SSL_write(self, *args: Any) -> int:
+        if self._accepted == 0:
+            return -1
+        self._accepted -= 1
+        return int(self._real.SSL_write(*args))
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_openssl_refuses_in_a_long_write_goes_through_twisteds_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with connected_sink() as (sink, rref):
+        payload = os.urandom(3 * 1024 * 1024)
+        monkeypatch.setattr(tub, "_lib", RefusingLibrary(tub._lib, accepted=2))
+        assert await rref.callRemote("take", payload) == str(len(payload)).encode()
+        assert sink.received == [payload]
+
+
+def test_a_transport_without_tls_keeps_its_own_write() -> None:
+    class Plain:
+        def write(self, data: bytes) -> None: ...
+
+    plain = Plain()
+    assert BulkTLSWriter.install(plain) is False
+    assert BulkTLSWriter.install(object()) is False
