@@ -13,10 +13,11 @@ stay foolscap's own:
 - Before sending a string foolscap looks it up in its table of vocabulary
   words, which hashes all of it (4% of a client's CPU during an upload).
   Vocabulary words are short names; a longer string cannot be one.
-- Twisted hands the socket at most 128 KiB per send() and reads 64 KiB per
-  recv(); runs of share data are megabytes, and every call is a system call
-  (a send also wakes the peer).  The broker's connection sends up to
-  SEND_LIMIT and reads up to RECEIVE_LIMIT at a time.
+- Twisted hands the socket at most 128 KiB per send(); runs of share data
+  are megabytes, and every send is a system call that wakes the peer.  The
+  broker's connection sends up to SEND_LIMIT at a time.  (Reading more than
+  Twisted's 64 KiB per recv() saved the servers little and cost the client
+  ~10 MiB of peak memory in fragments of the larger buffers.)
 - Twisted's TLS layer joins a long write to the small ones before it, then
   feeds OpenSSL 16 KiB slices and reads the encrypted result back 32 KiB at
   a time, with Python around every step: over half of an uploading client's
@@ -51,8 +52,6 @@ except ImportError:  # a pyOpenSSL without these internals: Twisted's own path i
 _MAX_HEADER = 65
 SEND_LIMIT = 4 * 1024 * 1024
 """Most bytes a node's foolscap connection hands the socket in one send (Twisted's default: 128 KiB)."""
-RECEIVE_LIMIT = 1024 * 1024
-"""Most bytes a node's foolscap connection reads from the socket at a time (Twisted's default: 64 KiB)."""
 BULK_WRITE_MIN = 64 * 1024
 """Writes at least this long go through a BulkTLSWriter; shorter ones are aggregated as Twisted does."""
 _BULK_STEP = 256 * 1024
@@ -225,7 +224,6 @@ class BulkDataBroker(Broker):
         super().connectionMade()
         if isinstance(self.transport, FileDescriptor):
             self.transport.SEND_LIMIT = SEND_LIMIT
-            self.transport.bufferSize = RECEIVE_LIMIT
         BulkTLSWriter.install(self.transport)
 
     def _callFinished(self, result: Any, delivery: Any) -> None:
