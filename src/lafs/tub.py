@@ -117,6 +117,7 @@ class BulkTLSWriter:
         self._connection: SSL.Connection = tls._tlsConnection
         self._ssl = self._connection._ssl
         self._send_bio = self._connection._from_ssl
+        self._bio_data = _ffi.new("char **")  # where BIO_get_mem_data puts a pointer we do not use
         bypass: Any = tls.transport
         self._write_encrypted = bypass.write  # straight to the socket's buffer, past TLS
 
@@ -183,7 +184,6 @@ class BulkTLSWriter:
         if len(BulkTLSWriter._scratch) < room:
             BulkTLSWriter._scratch = bytearray(room)
         used = sent = 0
-        pending = _ffi.new("char **")
         overflow = b""
         with _ffi.from_buffer(BulkTLSWriter._scratch) as out, _ffi.from_buffer(data) as plaintext:
             while sent < length:
@@ -191,7 +191,7 @@ class BulkTLSWriter:
                 if taken <= 0:
                     break
                 sent += taken
-                waiting = _lib.BIO_get_mem_data(self._send_bio, pending)
+                waiting = _lib.BIO_get_mem_data(self._send_bio, self._bio_data)
                 fits = min(waiting, room - used)
                 used += _lib.BIO_read(self._send_bio, out + used, fits) if fits else 0
                 if waiting > fits:  # never expected: the room is more than TLS adds
