@@ -219,9 +219,10 @@ class Node(service.MultiService):
     def _setup_client(self) -> None:
         from lafs.client.storage_broker import StorageBroker
         from lafs.introducer.client import IntroducerClient
+        from lafs.storage_client.foolscap import FoolscapConnector
 
         preferred = [p.strip() for p in self.config.get("client", "peers.preferred").split(",") if p.strip()]
-        self.storage_broker = StorageBroker(self.tub, preferred_peers=preferred)
+        self.storage_broker = StorageBroker([FoolscapConnector(self.tub)], preferred_peers=preferred)
         self.storage_broker.set_static_servers(self.config.static_servers())
         self.storage_broker.setServiceParent(self)
         for petname, furl in sorted(self.config.introducer_furls().items()):

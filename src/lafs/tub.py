@@ -256,3 +256,12 @@ class NodeTub(Tub):
     """The Tub every node uses: foolscap's own, with the BulkDataBroker."""
 
     brokerClass = BulkDataBroker
+
+
+def winning_hint(reconnector: Any, fallback: str) -> str:
+    """The connection hint a foolscap Reconnector got through on, for status lines."""
+    try:
+        hint = reconnector.getReconnectionInfo().connectionInfo.winningHint
+    except AttributeError:
+        return fallback
+    return str(hint) if hint else fallback

@@ -10,13 +10,13 @@ import pytest_twisted
 from twisted.internet.task import Clock
 
 from lafs.client.files import FileSource
-from lafs.client.storage_client import InProcessStorageClient
 from lafs.core import caps, hashes
 from lafs.core.codec import immutable_segment_layout
 from lafs.core.errors import LafsError
 from lafs.immutable.download import READ_SEGMENTS, NotEnoughSharesError, download_immutable
 from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
 from lafs.storage.server import StorageServer
+from lafs.storage_client.fake import InProcessStorageClient
 
 SEGMENT = 4096
 SECRET = b"s" * 32

@@ -30,6 +30,7 @@ from lafs.introducer.announcement import sign_announcement
 from lafs.introducer.client import IntroducerClient
 from lafs.introducer.server import IntroducerService
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
+from lafs.storage_client.foolscap import FoolscapConnector
 from tests.storage_grid import RunningServer, call, free_port, start_storage_server
 
 V2 = b"http://allmydata.org/tahoe/protocols/introducer/v2"
@@ -159,7 +160,7 @@ async def start_node(
         sequencer=sequencer or counter(),
         cache_path=str(basedir / "introducer_default_cache.yaml"),
     )
-    broker = StorageBroker(tub)
+    broker = StorageBroker([FoolscapConnector(tub)])
     client.subscribe_to("storage", broker.got_announcement)
     if storage is not None:
         seed = permutation_seed_for(str(basedir), public_string)
@@ -465,7 +466,7 @@ async def test_cached_servers_are_used_before_the_introducer_answers(tmp_path: P
             sequencer=counter(),
             cache_path=str(cache_path),
         )
-        broker = StorageBroker(tub)
+        broker = StorageBroker([FoolscapConnector(tub)])
         client.subscribe_to("storage", broker.got_announcement)
         nodes.append(
             GridNode("restarted", tub, client, broker, "none", attach(tub, client, broker))

@@ -15,6 +15,7 @@ from lafs.core import base32, crypto
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
 from lafs.storage.foolscap_server import FoolscapStorageServer
 from lafs.storage.server import StorageServer
+from lafs.storage_client.foolscap import FoolscapConnector
 from tests.integration.test_introducer import listening_tub, sleep, wait_for
 from tests.storage_grid import free_port
 
@@ -79,7 +80,7 @@ async def test_static_servers_connect_without_an_introducer_and_track_restarts(
 ) -> None:
     servers = [new_server(tmp_path / f"s{i}") for i in range(2)]
     tub = client_tub(tmp_path)
-    broker = StorageBroker(tub)
+    broker = StorageBroker([FoolscapConnector(tub)])
     try:
         # What a node reads from private/servers.yaml (facts §10.2).
         broker.set_static_servers(
@@ -91,7 +92,7 @@ async def test_static_servers_connect_without_an_introducer_and_track_restarts(
         first = broker.get_server(servers[0].server_id)
         assert first is not None
         assert first.connection_status() == f"Connected to tcp:127.0.0.1:{servers[0].port} via tcp"
-        assert first.version is not None and STORAGE_V1 in first.version
+        assert first.client is not None and first.client.version.available_space is not None
         assert first.application_version() == "tahoe-lafs/1.20.0" and first.nickname == "s0"
         assert first.permutation_seed == servers[0].server_id[3:].encode("ascii")
         assert first.last_connect_time is not None and first.last_loss_time is None
@@ -119,7 +120,7 @@ async def test_static_servers_connect_without_an_introducer_and_track_restarts(
 async def test_newer_announcement_with_another_furl_replaces_the_connection(tmp_path: Path) -> None:
     old_home, new_home = new_server(tmp_path / "old"), new_server(tmp_path / "new")
     tub = client_tub(tmp_path)
-    broker = StorageBroker(tub)
+    broker = StorageBroker([FoolscapConnector(tub)])
     broker.startService()
     try:
         server_id = old_home.server_id
@@ -159,7 +160,7 @@ async def test_newer_announcement_with_another_furl_replaces_the_connection(tmp_
 async def test_static_servers_win_and_unusable_announcements_are_ignored(tmp_path: Path) -> None:
     real, decoy = new_server(tmp_path / "real"), new_server(tmp_path / "decoy")
     tub = client_tub(tmp_path)
-    broker = StorageBroker(tub)
+    broker = StorageBroker([FoolscapConnector(tub)])
     try:
         broker.set_static_servers({real.server_id: {"ann": real.announcement("static")}})
         broker.startService()
@@ -184,7 +185,7 @@ async def test_unreachable_server_is_known_but_not_connected(tmp_path: Path) -> 
     server = new_server(tmp_path / "gone")
     await server.stop()
     tub = client_tub(tmp_path)
-    broker = StorageBroker(tub)
+    broker = StorageBroker([FoolscapConnector(tub)])
     broker.startService()
     try:
         broker.got_announcement(server.server_id, server.announcement())

@@ -16,20 +16,19 @@ from hypothesis import strategies as st
 
 from lafs.client.storage_broker import StorageBroker, permutation_seed
 from lafs.core import base32
+from lafs.storage_client.foolscap import FoolscapConnector
 
 VECTORS = json.loads((Path(__file__).parent / "data" / "permutation_vectors.json").read_text())
 ORDERS = VECTORS["orders"]
 
 
 def broker_with_connected_servers(preferred: tuple[str, ...] = ()) -> StorageBroker:
-    broker = StorageBroker(tub=None, preferred_peers=preferred)
+    broker = StorageBroker([FoolscapConnector(tub=None)], preferred_peers=preferred)
     for server in VECTORS["servers"]:
         broker.got_announcement(server["server_id"], server["ann"])
         handle = broker.get_server(server["server_id"])
         assert handle is not None
-        handle.rref = (
-            object()
-        )  # stands in for a live connection; the broker never started connecting
+        handle.client = object()  # type: ignore[assignment]  # stands in for a live connection; the broker never started connecting
     return broker
 
 
@@ -76,7 +75,7 @@ def test_only_connected_servers_take_part_unless_asked() -> None:
     gone = ORDERS[0]["order"][1]
     handle = broker.get_server(gone)
     assert handle is not None
-    handle.rref = None
+    handle.client = None
     order = [h.server_id for h in broker.permuted_servers(storage_index)]
     assert order == [s for s in ORDERS[0]["order"] if s != gone]
     everyone = [h.server_id for h in broker.permuted_servers(storage_index, connected_only=False)]

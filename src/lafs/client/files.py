@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from lafs.client.storage_client import FoolscapStorageClient
 from lafs.core import caps
 from lafs.core.hashes import Sha256dHasher
 from lafs.immutable.download import NotEnoughSharesError, download_immutable
@@ -56,14 +55,8 @@ class FileService:
     def max_segment_size(self) -> int:
         return self.node.config.get_int("client", "shares._max_immutable_segment_size_for_testing", 1024 * 1024)
 
-    def _servers(self, storage_index: bytes | None = None) -> list[Any]:
-        broker = self.node.storage_broker
-        handles = broker.permuted_servers(storage_index) if storage_index is not None else broker.connected_servers()
-        return [
-            FoolscapStorageClient(handle.rref, handle.server_id, handle.version, handle.furl)
-            for handle in handles
-            if handle.rref is not None
-        ]
+    def _servers(self, storage_index: bytes) -> list[Any]:
+        return self.node.storage_broker.storage_clients(storage_index)
 
     def convergence_hasher(self, size: int) -> Sha256dHasher:
         """A hasher for a ``size``-byte file: its digest is the key ``upload`` would derive."""

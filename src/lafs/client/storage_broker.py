@@ -14,7 +14,7 @@ from twisted.logger import Logger
 from lafs.core import base32
 from lafs.core.errors import Base32Error
 from lafs.core.hashes import permute_server_hash
-from lafs.introducer.announcement import winning_hint
+from lafs.storage_client.interface import StorageConnection, StorageConnector, StorageServerClient
 
 log = Logger()
 _KEY_BASED_ID = re.compile(r"\Av0-[0-9a-zA-Z]{52}\Z")
@@ -37,17 +37,16 @@ def permutation_seed(server_id: str, ann: Mapping[str, Any]) -> bytes:
 
 
 class ServerHandle:
-    """One storage server: what it announced and whether we are connected to it now."""
+    """One storage server: what it announced, and its storage client while we are connected to it."""
 
     def __init__(self, server_id: str, ann: Mapping[str, Any]) -> None:
         self.server_id = server_id
         self.ann = dict(ann)
-        self.rref: Any = None
-        self.version: dict[bytes, Any] | None = None
+        self.client: StorageServerClient | None = None
         self.last_connect_time: float | None = None
         self.last_loss_time: float | None = None
         self.last_received_data: float | None = None
-        self._reconnector: Any = None
+        self._connection: StorageConnection | None = None
         self._status_callbacks: list[Callable[[ServerHandle], None]] = []
 
     @property
@@ -63,24 +62,17 @@ class ServerHandle:
         return permutation_seed(self.server_id, self.ann)
 
     def is_connected(self) -> bool:
-        return self.rref is not None
+        return self.client is not None
 
     def available_space(self) -> int | None:
-        if self.version is None:
-            return None
-        v1 = self.version.get(b"http://allmydata.org/tahoe/protocols/storage/v1", {})
-        space = v1.get(b"available-space")
-        return int(space) if isinstance(space, int) else None
+        return None if self.client is None else self.client.version.available_space
 
     def application_version(self) -> str | None:
-        if self.version is None:
-            return None
-        value = self.version.get(b"application-version")
-        return value.decode("utf-8", "replace") if isinstance(value, bytes) else None
+        return None if self.client is None else self.client.version.application_version
 
     def connection_status(self) -> str:
-        if self.rref is not None:
-            return f"Connected to {winning_hint(self._reconnector, 'the server')} via tcp"
+        if self.client is not None and self._connection is not None:
+            return self._connection.describe()
         if self.last_loss_time is not None:
             return "Disconnected; trying to reconnect"
         return "Trying to connect"
@@ -92,34 +84,27 @@ class ServerHandle:
         for callback in self._status_callbacks:
             callback(self)
 
-    def start_connecting(self, tub: Any) -> None:
-        if self.furl:
-            self._reconnector = tub.connectTo(self.furl, self._connected)
+    def start_connecting(self, connectors: Sequence[StorageConnector]) -> None:
+        for connector in connectors:
+            if connector.accepts(self.ann):
+                self._connection = connector.connect(self.server_id, self.ann, self._connected, self._lost)
+                return
+        log.warn("no storage protocol of ours can reach server {id}", id=self.server_id)
 
     def stop_connecting(self) -> None:
-        if self._reconnector is not None:
-            self._reconnector.stopConnecting()
-            self._reconnector = None
-        self.rref = None
+        if self._connection is not None:
+            self._connection.stop()
+            self._connection = None
+        self.client = None
 
-    def _connected(self, rref: Any) -> None:
-        d = rref.callRemote("get_version")
+    def _connected(self, client: StorageServerClient) -> None:
+        self.client = client
+        self.last_connect_time = self.last_received_data = time.time()
+        self._changed()
 
-        def got_version(version: dict[bytes, Any]) -> None:
-            if self._reconnector is None:
-                return  # stopped (or replaced by a newer fURL) while get_version was on its way
-            self.version = version
-            self.rref = rref
-            self.last_connect_time = self.last_received_data = time.time()
-            rref.notifyOnDisconnect(self._lost, rref)
-            self._changed()
-
-        d.addCallback(got_version)
-        d.addErrback(lambda f: log.warn("storage server {id} failed get_version: {e}", id=self.server_id, e=f.getErrorMessage()))
-
-    def _lost(self, rref: Any) -> None:
-        if self.rref is rref:
-            self.rref = None
+    def _lost(self, client: StorageServerClient) -> None:
+        if self.client is client:
+            self.client = None
             self.last_loss_time = time.time()
             self._changed()
 
@@ -127,10 +112,11 @@ class ServerHandle:
 class StorageBroker(service.MultiService):
     """Keeps a connection to every known storage server and orders them per storage index."""
 
-    def __init__(self, tub: Any, *, preferred_peers: Sequence[str] = ()) -> None:
+    def __init__(self, connectors: Sequence[StorageConnector], *, preferred_peers: Sequence[str] = ()) -> None:
+        """``connectors``: one per storage protocol, most preferred first; each server uses the first that accepts its announcement."""
         super().__init__()
         self.setName("storage-broker")
-        self.tub = tub
+        self.connectors = list(connectors)
         self.preferred_peers = frozenset(preferred_peers)
         self._servers: dict[str, ServerHandle] = {}
         self._static_ids: set[str] = set()
@@ -143,7 +129,7 @@ class StorageBroker(service.MultiService):
     def got_announcement(self, key_s: str, ann: Mapping[str, Any]) -> None:
         if key_s in self._static_ids:
             return  # servers.yaml wins over the introducer
-        if not isinstance(ann.get("anonymous-storage-FURL"), str):
+        if not any(connector.accepts(ann) for connector in self.connectors):
             return
         self._add(key_s, ann)
 
@@ -160,12 +146,12 @@ class StorageBroker(service.MultiService):
             handle._status_callbacks = existing._status_callbacks
         self._servers[server_id] = handle
         if self.running:
-            handle.start_connecting(self.tub)
+            handle.start_connecting(self.connectors)
 
     def startService(self) -> None:
         super().startService()
         for handle in self._servers.values():
-            handle.start_connecting(self.tub)
+            handle.start_connecting(self.connectors)
 
     def stopService(self) -> Any:
         for handle in self._servers.values():
@@ -187,3 +173,10 @@ class StorageBroker(service.MultiService):
             candidates,
             key=lambda h: (h.server_id not in self.preferred_peers, permute_server_hash(storage_index, h.permutation_seed)),
         )
+
+    def storage_clients(self, storage_index: bytes) -> list[StorageServerClient]:
+        """The connected servers' clients, in the permuted order for ``storage_index``."""
+        return [h.client for h in self.permuted_servers(storage_index) if h.client is not None]
+
+    def connected_clients(self) -> list[StorageServerClient]:
+        return [h.client for h in self.connected_servers() if h.client is not None]

@@ -10,13 +10,12 @@ segment, without starting over.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
-from lafs.client.storage_client import BucketReaderClient, ServerError, StorageServerClient
 from lafs.core import caps, hashes
 from lafs.core.codec import ZfecCodec, immutable_segment_layout
 from lafs.core.crypto import AESCTRStream
@@ -31,6 +30,7 @@ from lafs.core.share_layout import (
     unpack_share_hash_chain,
     unpack_ueb_length,
 )
+from lafs.storage_client.interface import BucketReaderClient, ServerError, StorageServerClient
 
 log = Logger()
 READ_SEGMENTS = 4
@@ -106,9 +106,9 @@ class _Download:
 
     async def locate(self) -> None:
         """Ask every server for its shares; servers that answer first are used first."""
-        arrivals: list[tuple[StorageServerClient, dict[int, BucketReaderClient]]] = []
+        arrivals: list[tuple[StorageServerClient, Mapping[int, BucketReaderClient]]] = []
 
-        def arrived(readers: dict[int, BucketReaderClient], server: StorageServerClient) -> None:
+        def arrived(readers: Mapping[int, BucketReaderClient], server: StorageServerClient) -> None:
             arrivals.append((server, readers))
 
         queries = []

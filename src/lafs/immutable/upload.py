@@ -17,7 +17,6 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
-from lafs.client.storage_client import BucketWriterClient, ServerError, StorageServerClient
 from lafs.core import caps, hashes
 from lafs.core.codec import ZfecCodec, immutable_segment_layout, pad_segment
 from lafs.core.crypto import AESCTRStream
@@ -34,6 +33,7 @@ from lafs.core.share_layout import (
     pack_share_hash_chain,
     pack_ueb_with_length,
 )
+from lafs.storage_client.interface import BucketWriterClient, ServerError, StorageServerClient
 
 log = Logger()
 WRITE_SEGMENTS = 4
@@ -375,8 +375,8 @@ async def _place_shares(
     for server, (ok, result) in zip(writable, answers, strict=True):
         if ok:
             alive.append(server)
-            if result[0]:
-                existing[server.server_id] = set(result[0])
+            if result.already_have:
+                existing[server.server_id] = set(result.already_have)
     shares: list[_Share] = []
     refused: set[str] = set()
     by_id = {s.server_id: s for s in alive}
@@ -399,7 +399,7 @@ async def _place_shares(
             if not ok:
                 refused.add(server.server_id)
                 continue
-            already, writers = result
+            already, writers = result.already_have, result.writers
             if already:
                 existing.setdefault(server.server_id, set()).update(already)
             for shnum, writer in writers.items():
@@ -428,7 +428,7 @@ def _abort(shares: list[_Share]) -> None:
 
 def _fits(server: StorageServerClient, share_size: int) -> bool:
     try:
-        return server.maximum_immutable_share_size() >= share_size
+        return server.version.maximum_immutable_share_size >= share_size
     except ServerError:
         return False
 

@@ -72,12 +72,3 @@ def replaces(new: dict[str, Any], old: dict[str, Any]) -> bool:
     if not isinstance(new_seq, int):
         return False
     return not isinstance(old_seq, int) or new_seq > old_seq
-
-
-def winning_hint(reconnector: Any, fallback: str) -> str:
-    """The connection hint a foolscap Reconnector got through on, for status lines."""
-    try:
-        hint = reconnector.getReconnectionInfo().connectionInfo.winningHint
-    except AttributeError:
-        return fallback
-    return str(hint) if hint else fallback

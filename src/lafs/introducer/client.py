@@ -20,9 +20,9 @@ from lafs.introducer.announcement import (
     replaces,
     sign_announcement,
     verify_announcement,
-    winning_hint,
 )
 from lafs.introducer.server import INTRODUCER_PROTOCOL_V2
+from lafs.tub import winning_hint
 
 log = Logger()
 
