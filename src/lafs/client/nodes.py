@@ -11,6 +11,14 @@ from typing import Any, Protocol
 
 from lafs.core import caps
 
+class DataSource(Protocol):
+    """Bytes to upload, read in pieces (a spooled request body, a local file)."""
+
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes: ...
+
+
 Sink = Callable[[bytes], Any]
 """Receives file bytes in order; when it returns a Deferred, nothing more is delivered until it fires."""
 
@@ -50,8 +58,8 @@ class FileNode(Protocol):
 class MutableFileNode(FileNode, Protocol):
     """A mutable file: through a write cap it can be replaced, and (MDMF) updated in place."""
 
-    async def overwrite(self, data: bytes) -> None:
+    async def overwrite(self, source: DataSource) -> None:
         """Replace the contents (a new version with the next sequence number)."""
 
-    async def update(self, offset: int, data: bytes) -> None:
-        """Write ``data`` at ``offset`` (past the end extends the file); MDMF only."""
+    async def update(self, offset: int, source: DataSource) -> None:
+        """Write ``source`` at ``offset`` (past the end extends the file); MDMF only."""
