@@ -12,9 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import attrs
 import yaml
 
 from lafs.core.errors import LafsError
+from lafs.core.params import DEFAULT_MAX_SEGMENT_SIZE, EncodingParameters
 
 CONFIG_FILE = "tahoe.cfg"
 
@@ -65,8 +67,48 @@ class ConfigError(LafsError):
     """A configuration file or value that cannot be used."""
 
 
+@attrs.frozen
+class NodeSettings:
+    """``[node]``, parsed."""
+
+    nickname: str
+    web_port: str | None
+    """None when the node has no web gateway."""
+    tub_port: str | None
+    tub_location: str
+    keepalive_timeout: int
+    disconnect_timeout: int
+
+
+@attrs.frozen
+class ClientSettings:
+    """``[client]``, parsed."""
+
+    encoding: EncodingParameters
+    preferred_peers: tuple[str, ...]
+    mutable_format: str
+    """``"sdmf"`` or ``"mdmf"``: what new mutable files and directories are made with."""
+    force_foolscap: bool
+
+
+@attrs.frozen
+class StorageSettings:
+    """``[storage]``, parsed."""
+
+    enabled: bool
+    storage_dir: str
+    reserved_space: int
+    readonly: bool
+    discard_storage: bool
+
+
 class NodeConfig:
     """The parsed ``tahoe.cfg`` of one node directory, plus access to its private files."""
+
+    node: NodeSettings
+    client: ClientSettings
+    storage: StorageSettings
+    """Each section's values, parsed once by ``validate``."""
 
     def __init__(self, basedir: str, parser: configparser.RawConfigParser, config_path: str) -> None:
         self.basedir = os.path.abspath(basedir)
@@ -136,6 +178,31 @@ class NodeConfig:
         fmt = self.get("client", "mutable.format", "sdmf").lower()
         if fmt not in ("sdmf", "mdmf"):
             raise ConfigError(f"{self._where('client', 'mutable.format')}: must be 'sdmf' or 'mdmf', not {fmt!r}")
+        web_port = self.get("node", "web.port")
+        self.node = NodeSettings(
+            nickname=self.get("node", "nickname", "<unspecified>"),
+            web_port=web_port if web_port and web_port.lower() != "none" else None,
+            tub_port=self.get_optional("node", "tub.port"),
+            tub_location=self.get("node", "tub.location", "AUTO"),
+            keepalive_timeout=self.get_int("node", "timeout.keepalive", 0),
+            disconnect_timeout=self.get_int("node", "timeout.disconnect", 0),
+        )
+        segment_size = self.get_int("client", "shares._max_immutable_segment_size_for_testing", DEFAULT_MAX_SEGMENT_SIZE)
+        if segment_size < 1:
+            raise ConfigError(f"{self._where('client', 'shares._max_immutable_segment_size_for_testing')}: must be at least 1")
+        self.client = ClientSettings(
+            encoding=EncodingParameters(needed, happy, total, segment_size),
+            preferred_peers=tuple(p.strip() for p in self.get("client", "peers.preferred").split(",") if p.strip()),
+            mutable_format=fmt,
+            force_foolscap=self.get_bool("client", "force_foolscap", False),
+        )
+        self.storage = StorageSettings(
+            enabled=self.get_bool("storage", "enabled", True),
+            storage_dir=os.path.expanduser(self.get("storage", "storage_dir") or self.path("storage")),
+            reserved_space=self.get_size("storage", "reserved_space", 0),
+            readonly=self.get_bool("storage", "readonly", False),
+            discard_storage=self.get_bool("storage", "debug_discard", False),
+        )
 
     # --- values ---------------------------------------------------------------------------
 
@@ -183,7 +250,7 @@ class NodeConfig:
 
     @property
     def nickname(self) -> str:
-        return self.get("node", "nickname", "<unspecified>")
+        return self.node.nickname
 
     # --- files ----------------------------------------------------------------------------
 

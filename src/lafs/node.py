@@ -5,15 +5,30 @@ from __future__ import annotations
 import base64
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from lafs.client.nodemaker import NodeMaker
+from lafs.client.storage_broker import StorageBroker
 from lafs.config import ConfigError, NodeConfig
 from lafs.core import base32, crypto
+from lafs.core.errors import Base32Error
+from lafs.core.params import ClientSecrets
+from lafs.introducer.client import IntroducerClient
+from lafs.introducer.server import IntroducerService
+from lafs.storage.announcement import permutation_seed_for, storage_announcement
+from lafs.storage.foolscap_server import FoolscapStorageServer
+from lafs.storage.server import StorageServer
+from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.tub import NodeTub
+from lafs.web.context import GatewayContext
+from lafs.web.server import WebGateway
+from lafs.workers import reactor_workers
 
 log = Logger()
 
@@ -64,212 +79,37 @@ def _check_port_free(port_spec: str, config_path: str) -> None:
 
 
 class Node(service.MultiService):
-    """A Tahoe-compatible node: introducer, storage server and/or client with a web gateway."""
+    """A Tahoe-compatible node: introducer, storage server and/or client with a web gateway.
 
-    def __init__(self, basedir: str, *, reactor: Any = None) -> None:
+    Made by `build_node`, which does the file and port work; the constructor only holds the pieces.
+    """
+
+    def __init__(self, config: NodeConfig, kind: str, identity: NodeIdentity, tub: NodeTub, *, reactor: Any) -> None:
         super().__init__()
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
         self.reactor = reactor
-        self.basedir = os.path.abspath(basedir)
-        self.config = NodeConfig.load(self.basedir)
-        self.kind = node_kind(self.basedir)
-        os.makedirs(self.config.private_path(""), mode=0o700, exist_ok=True)
-        os.makedirs(self.config.path("logs"), exist_ok=True)
-        self._ensure_secrets()
-        self.tub = self._make_tub()
-        self.tub.setServiceParent(self)
-        self.nodeid = base32.a2b(self.tub.getTubID())
-        self.config.write_file("my_nodeid", self.tub.getTubID() + "\n")
-        self.storage_server: Any = None
+        self.config = config
+        self.basedir = config.basedir
+        self.kind = kind
+        self.identity = identity
+        self.tub = tub
+        tub.setServiceParent(self)
+        self.storage_server: StorageServer | None = None
         self.storage_furl: str | None = None
-        self.introducer_service: Any = None
-        self.introducer_clients: list[Any] = []
-        self.storage_broker: Any = None
-        self.files: Any = None
-        self.web: Any = None
-        if self.kind == "introducer":
-            self._setup_introducer()
-        else:
-            self._setup_client()
-        web_port = self.config.get("node", "web.port")
-        if web_port and web_port.lower() != "none":
-            from lafs.web.server import WebGateway
-
-            self.web = WebGateway(self, web_port)
-            self.web.setServiceParent(self)
-
-    # --- identity and secrets -------------------------------------------------------------
-
-    def _ensure_secrets(self) -> None:
-        config = self.config
-        privkey = config.read_private("node.privkey")
-        if privkey is None:
-            seed = crypto.ed25519_generate()
-            config.write_private("node.privkey", crypto.ed25519_private_to_string(seed).decode() + "\n")
-        else:
-            try:
-                seed = crypto.ed25519_private_from_string(privkey)
-            except crypto.KeyFormatError as e:
-                raise ConfigError(f"{config.private_path('node.privkey')}: {e}") from None
-        self.signing_seed = seed
-        self.public_key = crypto.ed25519_public_from_private(seed)
-        self.pubkey_string = crypto.ed25519_public_to_string(self.public_key)
-        if self.kind != "introducer":
-            config.write_file("node.pubkey", self.pubkey_string.decode() + "\n")
-            if config.read_private("secret") is None:
-                config.write_private("secret", _random_b32() + "\n")
-            if not os.path.exists(config.private_path("convergence")):
-                config.write_private("convergence", _random_b32() + "\n")
-            if config.read_private("api_auth_token") is None:
-                token = base64.urlsafe_b64encode(os.urandom(32)).decode()
-                config.write_private("api_auth_token", token + "\n")
-
-    @property
-    def server_id(self) -> str:
-        return "v0-" + base32.b2a(self.public_key)
-
-    @property
-    def lease_secret(self) -> bytes:
-        text = self.config.read_private("secret") or ""
-        try:
-            return base32.a2b(text)
-        except Exception:
-            raise ConfigError(f"{self.config.private_path('secret')}: not valid base32") from None
-
-    @property
-    def convergence_secret(self) -> bytes:
-        text = self.config.read_private("convergence") or ""
-        try:
-            return base32.a2b(text)
-        except Exception:
-            raise ConfigError(f"{self.config.private_path('convergence')}: not valid base32") from None
-
-    # --- the Tub ------------------------------------------------------------------------
-
-    def _make_tub(self) -> NodeTub:
-        tub = NodeTub(certFile=self.config.private_path("node.pem"))
-        tub.setOption("logLocalFailures", True)
-        tub.setOption("logRemoteFailures", True)
-        keepalive = self.config.get_int("node", "timeout.keepalive", 0)
-        if keepalive:
-            tub.setOption("keepaliveTimeout", keepalive)
-        disconnect = self.config.get_int("node", "timeout.disconnect", 0)
-        if disconnect:
-            tub.setOption("disconnectTimeout", disconnect)
-        port_spec = self.config.get_optional("node", "tub.port")
-        location = self.config.get("node", "tub.location", "AUTO")
-        if port_spec is None or port_spec == "":
-            port_file = self.config.path(f"{self.kind}.port")
-            if os.path.exists(port_file):
-                with open(port_file, encoding="ascii") as f:
-                    port_spec = f.read().strip()
-            else:
-                port_spec = f"tcp:{_free_port()}"
-                self.config.write_file(f"{self.kind}.port", port_spec + "\n")
-        if port_spec.lower() == "disabled":
-            if location.lower() not in ("disabled", "auto", ""):
-                raise ConfigError(f"{self.config.config_path}: [node]tub.location is set but tub.port is disabled")
-            return tub
-        ports = [p.strip() for p in port_spec.split(",") if p.strip()]
-        for port in ports:
-            _check_port_free(port, self.config.config_path)
-            try:
-                tub.listenOn(port)
-            except Exception as e:
-                raise ConfigError(f"{self.config.config_path}: [node]tub.port: cannot listen on {port!r}: {e}") from None
-        if location.lower() == "disabled":
-            return tub
-        if location.upper() == "AUTO" or not location:
-            port_number = self._port_number(ports[0])
-            tub.setLocation(f"tcp:127.0.0.1:{port_number}")
-            self._auto_location_port = port_number
-        else:
-            tub.setLocation(*[hint.strip() for hint in location.split(",") if hint.strip()])
-        return tub
-
-    def _port_number(self, port_spec: str) -> int:
-        parts = port_spec.split(":")
-        for part in parts[1:]:
-            if part.isdigit():
-                return int(part)
-        raise ConfigError(f"{self.config.config_path}: [node]tub.port {port_spec!r} has no port number")
-
-    # --- services -------------------------------------------------------------------------
-
-    def _setup_introducer(self) -> None:
-        from lafs.introducer.server import IntroducerService
-
-        self.introducer_service = IntroducerService(self.tub, self.basedir)
-        self.introducer_service.setServiceParent(self)
-
-    def _sequencer(self) -> tuple[int, str]:
-        path = self.config.path("announcement-seqnum")
-        seqnum = 0
-        if os.path.exists(path):
-            with open(path, encoding="ascii") as f:
-                text = f.read().strip()
-            seqnum = int(text) if text.isdigit() else 0
-        seqnum += 1
-        self.config.write_file("announcement-seqnum", f"{seqnum}\n")
-        return seqnum, _random_b32()
-
-    def _setup_client(self) -> None:
-        from lafs.client.storage_broker import StorageBroker
-        from lafs.introducer.client import IntroducerClient
-        from lafs.storage_client.foolscap import FoolscapConnector
-
-        preferred = [p.strip() for p in self.config.get("client", "peers.preferred").split(",") if p.strip()]
-        self.storage_broker = StorageBroker([FoolscapConnector(self.tub)], preferred_peers=preferred)
-        self.storage_broker.set_static_servers(self.config.static_servers())
-        self.storage_broker.setServiceParent(self)
-        for petname, furl in sorted(self.config.introducer_furls().items()):
-            client = IntroducerClient(
-                self.tub,
-                furl,
-                nickname=self.config.nickname,
-                signing_seed=self.signing_seed,
-                sequencer=self._sequencer,
-                cache_path=self.config.private_path(f"introducer_{petname}_cache.yaml"),
-                petname=petname,
-            )
-            client.subscribe_to("storage", self.storage_broker.got_announcement)
-            client.setServiceParent(self)
-            self.introducer_clients.append(client)
-        from lafs.client.files import FileService
-
-        self.files = FileService(self)
-        if self.config.get_bool("storage", "enabled", True):
-            self._setup_storage()
-
-    def _setup_storage(self) -> None:
-        from lafs.storage.announcement import permutation_seed_for, storage_announcement
-        from lafs.storage.foolscap_server import FoolscapStorageServer
-        from lafs.storage.server import StorageServer
-
-        storage_dir = self.config.get("storage", "storage_dir") or self.config.path("storage")
-        self.storage_server = StorageServer(
-            os.path.expanduser(storage_dir),
-            self.nodeid,
-            reserved_space=self.config.get_size("storage", "reserved_space", 0),
-            readonly=self.config.get_bool("storage", "readonly", False),
-            clock=self.reactor,
-            discard_storage=self.config.get_bool("storage", "debug_discard", False),
-        )
-        self.storage_server.setServiceParent(self)
-        self._permutation_seed = permutation_seed_for(self.basedir, self.pubkey_string)
-        self._storage_announcement = storage_announcement
-        self._foolscap_storage = FoolscapStorageServer(self.storage_server)
+        self.introducer_service: IntroducerService | None = None
+        self.introducer_clients: list[IntroducerClient] = []
+        self.storage_broker: StorageBroker | None = None
+        self.node_maker: NodeMaker | None = None
+        self.web: WebGateway | None = None
+        self._permutation_seed: str | None = None
+        self._foolscap_storage: FoolscapStorageServer | None = None
 
     def startService(self) -> None:
         super().startService()
-        if self.storage_server is not None and self.tub.locationHints:
+        if self._foolscap_storage is not None and self._permutation_seed is not None and self.tub.locationHints:
             self.storage_furl = self.tub.registerReference(
                 self._foolscap_storage, furlFile=self.config.private_path("storage.furl")
             )
-            ann = {"nickname": self.config.nickname, **self._storage_announcement(self.storage_furl, self._permutation_seed)}
+            ann = {"nickname": self.config.nickname, **storage_announcement(self.storage_furl, self._permutation_seed)}
             for client in self.introducer_clients:
                 client.publish("storage", ann)
         log.info("node started in {basedir}", basedir=self.basedir)
@@ -278,3 +118,191 @@ class Node(service.MultiService):
         if self.web is None:
             return defer.succeed(None)
         return self.web.when_listening()
+
+
+@attrs.frozen
+class NodeIdentity:
+    """A node's keys and secrets, read from (or first written to) ``private/``."""
+
+    signing_seed: bytes = attrs.field(repr=False)
+    pubkey_string: bytes
+    secrets: ClientSecrets | None
+    """None on an introducer, which has no client secrets."""
+
+    @property
+    def server_id(self) -> str:
+        return "v0-" + base32.b2a(crypto.ed25519_public_from_string(self.pubkey_string))
+
+
+def build_node(basedir: str, *, reactor: Any) -> Node:
+    """Read the node directory, write what is missing (keys, secrets, port), listen, and assemble the services."""
+    config = NodeConfig.load(os.path.abspath(basedir))
+    kind = node_kind(config.basedir)
+    os.makedirs(config.private_path(""), mode=0o700, exist_ok=True)
+    os.makedirs(config.path("logs"), exist_ok=True)
+    identity = load_identity(config, kind)
+    tub = make_tub(config, kind)
+    config.write_file("my_nodeid", tub.getTubID() + "\n")
+    node = Node(config, kind, identity, tub, reactor=reactor)
+    if kind == "introducer":
+        node.introducer_service = IntroducerService(tub, config.basedir)
+        node.introducer_service.setServiceParent(node)
+    else:
+        _add_client(node, config, identity, tub, reactor)
+        if config.storage.enabled:
+            _add_storage(node, config, identity, base32.a2b(tub.getTubID()), reactor)
+    if config.node.web_port is not None:
+        context = GatewayContext(
+            reactor=reactor,
+            nickname=config.nickname,
+            config_path=config.config_path,
+            node_url_path=config.path("node.url"),
+            introducer_statuses=lambda: [client.connection_status() for client in node.introducer_clients],
+            node_maker=node.node_maker,
+            storage_broker=node.storage_broker,
+        )
+        node.web = WebGateway(context, config.node.web_port)
+        node.web.setServiceParent(node)
+    return node
+
+
+def load_identity(config: NodeConfig, kind: str) -> NodeIdentity:
+    """The node's signing key and (on clients) its lease and convergence secrets, made on first start."""
+    privkey = config.read_private("node.privkey")
+    if privkey is None:
+        seed = crypto.ed25519_generate()
+        config.write_private("node.privkey", crypto.ed25519_private_to_string(seed).decode() + "\n")
+    else:
+        try:
+            seed = crypto.ed25519_private_from_string(privkey)
+        except crypto.KeyFormatError as e:
+            raise ConfigError(f"{config.private_path('node.privkey')}: {e}") from None
+    pubkey_string = crypto.ed25519_public_to_string(crypto.ed25519_public_from_private(seed))
+    if kind == "introducer":
+        return NodeIdentity(seed, pubkey_string, None)
+    config.write_file("node.pubkey", pubkey_string.decode() + "\n")
+    if config.read_private("secret") is None:
+        config.write_private("secret", _random_b32() + "\n")
+    if not os.path.exists(config.private_path("convergence")):
+        config.write_private("convergence", _random_b32() + "\n")
+    if config.read_private("api_auth_token") is None:
+        token = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        config.write_private("api_auth_token", token + "\n")
+    secrets = ClientSecrets(_private_b32(config, "secret"), _private_b32(config, "convergence"))
+    return NodeIdentity(seed, pubkey_string, secrets)
+
+
+def _private_b32(config: NodeConfig, name: str) -> bytes:
+    try:
+        return base32.a2b(config.read_private(name) or "")
+    except Base32Error:
+        raise ConfigError(f"{config.private_path(name)}: not valid base32") from None
+
+
+def make_tub(config: NodeConfig, kind: str) -> NodeTub:
+    """The node's Tub, listening where ``[node]tub.port`` says (a free port, remembered, when it says nothing)."""
+    settings = config.node
+    tub = NodeTub(certFile=config.private_path("node.pem"))
+    tub.setOption("logLocalFailures", True)
+    tub.setOption("logRemoteFailures", True)
+    if settings.keepalive_timeout:
+        tub.setOption("keepaliveTimeout", settings.keepalive_timeout)
+    if settings.disconnect_timeout:
+        tub.setOption("disconnectTimeout", settings.disconnect_timeout)
+    port_spec = settings.tub_port
+    location = settings.tub_location
+    if port_spec is None or port_spec == "":
+        port_file = config.path(f"{kind}.port")
+        if os.path.exists(port_file):
+            with open(port_file, encoding="ascii") as f:
+                port_spec = f.read().strip()
+        else:
+            port_spec = f"tcp:{_free_port()}"
+            config.write_file(f"{kind}.port", port_spec + "\n")
+    if port_spec.lower() == "disabled":
+        if location.lower() not in ("disabled", "auto", ""):
+            raise ConfigError(f"{config.config_path}: [node]tub.location is set but tub.port is disabled")
+        return tub
+    ports = [p.strip() for p in port_spec.split(",") if p.strip()]
+    for port in ports:
+        _check_port_free(port, config.config_path)
+        try:
+            tub.listenOn(port)
+        except Exception as e:
+            raise ConfigError(f"{config.config_path}: [node]tub.port: cannot listen on {port!r}: {e}") from None
+    if location.lower() == "disabled":
+        return tub
+    if location.upper() == "AUTO" or not location:
+        tub.setLocation(f"tcp:127.0.0.1:{_port_number(ports[0], config.config_path)}")
+    else:
+        tub.setLocation(*[hint.strip() for hint in location.split(",") if hint.strip()])
+    return tub
+
+
+def _port_number(port_spec: str, config_path: str) -> int:
+    for part in port_spec.split(":")[1:]:
+        if part.isdigit():
+            return int(part)
+    raise ConfigError(f"{config_path}: [node]tub.port {port_spec!r} has no port number")
+
+
+def _announcement_sequencer(config: NodeConfig) -> Callable[[], tuple[int, str]]:
+    """Numbers this node's announcements, across restarts (``announcement-seqnum``)."""
+
+    def next_seqnum() -> tuple[int, str]:
+        path = config.path("announcement-seqnum")
+        seqnum = 0
+        if os.path.exists(path):
+            with open(path, encoding="ascii") as f:
+                text = f.read().strip()
+            seqnum = int(text) if text.isdigit() else 0
+        seqnum += 1
+        config.write_file("announcement-seqnum", f"{seqnum}\n")
+        return seqnum, _random_b32()
+
+    return next_seqnum
+
+
+def _add_client(node: Node, config: NodeConfig, identity: NodeIdentity, tub: NodeTub, reactor: Any) -> None:
+    """The storage broker, its introducer clients and the node maker."""
+    assert identity.secrets is not None  # load_identity makes them for every client node
+    broker = StorageBroker([FoolscapConnector(tub)], preferred_peers=config.client.preferred_peers)
+    broker.set_static_servers(config.static_servers())
+    broker.setServiceParent(node)
+    node.storage_broker = broker
+    sequencer = _announcement_sequencer(config)
+    for petname, furl in sorted(config.introducer_furls().items()):
+        client = IntroducerClient(
+            tub,
+            furl,
+            nickname=config.nickname,
+            signing_seed=identity.signing_seed,
+            sequencer=sequencer,
+            cache_path=config.private_path(f"introducer_{petname}_cache.yaml"),
+            petname=petname,
+        )
+        client.subscribe_to("storage", broker.got_announcement)
+        client.setServiceParent(node)
+        node.introducer_clients.append(client)
+    node.node_maker = NodeMaker(
+        servers_for=broker.storage_clients,
+        params=config.client.encoding,
+        secrets=identity.secrets,
+        workers=reactor_workers(reactor),
+    )
+
+
+def _add_storage(node: Node, config: NodeConfig, identity: NodeIdentity, nodeid: bytes, reactor: Any) -> None:
+    settings = config.storage
+    server = StorageServer(
+        settings.storage_dir,
+        nodeid,
+        reserved_space=settings.reserved_space,
+        readonly=settings.readonly,
+        clock=reactor,
+        discard_storage=settings.discard_storage,
+    )
+    server.setServiceParent(node)
+    node.storage_server = server
+    node._permutation_seed = permutation_seed_for(config.basedir, identity.pubkey_string)
+    node._foolscap_storage = FoolscapStorageServer(server)

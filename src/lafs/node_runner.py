@@ -14,7 +14,7 @@ from twisted.internet import defer, task
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
 from lafs.cli.main import CommandIO
-from lafs.node import Node
+from lafs.node import build_node
 
 READY_MARKER = os.path.join("logs", "ready")
 _M_TRIM_THRESHOLD = -1
@@ -93,7 +93,7 @@ def run_nodes(
             for basedir in basedirs:
                 if local_grid is not None:
                     _point_at_local_introducer(basedir, local_grid[0])
-                node = Node(basedir, reactor=reactor)
+                node = build_node(basedir, reactor=reactor)
                 node.setServiceParent(top)
                 await node.when_web_listening()
                 if node.introducer_service is not None:

@@ -9,18 +9,29 @@ import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
 
-from lafs.client.files import FileSource
+from lafs.client.nodes import FileSource
 from lafs.core import caps, hashes
 from lafs.core.codec import immutable_segment_layout
 from lafs.core.errors import LafsError
+from lafs.core.params import EncodingParameters
 from lafs.immutable.download import READ_SEGMENTS, NotEnoughSharesError, download_immutable
 from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
 from lafs.storage.server import StorageServer
 from lafs.storage_client.fake import InProcessStorageClient
+from lafs.workers import Workers, reactor_workers
 
 SEGMENT = 4096
 SECRET = b"s" * 32
 LEASE = b"l" * 32
+
+
+def _workers() -> Workers:
+    from twisted.internet import reactor
+
+    return reactor_workers(reactor)
+
+
+WORKERS = _workers()
 
 
 class Grid:
@@ -66,19 +77,17 @@ async def upload(grid: Grid, data: bytes, happy: int = 7, convergence: bytes | N
     result = await upload_immutable(
         BytesSource(data),
         convergence_secret=convergence,
-        needed=3,
-        happy=happy,
-        total=10,
+        params=EncodingParameters(3, happy, 10, SEGMENT),
         servers_for=grid.permuted,
         lease_secret=LEASE,
-        max_segment_size=SEGMENT,
+        workers=WORKERS,
     )
     return result.cap
 
 
 async def download(grid: Grid, cap: caps.CHKFileCap, offset: int = 0, length: int | None = None) -> bytes:
     out: list[bytes] = []
-    await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=out.append, offset=offset, length=length)
+    await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=out.append, workers=WORKERS, offset=offset, length=length)
     return b"".join(out)
 
 
@@ -160,7 +169,7 @@ async def test_servers_dying_mid_download_are_replaced_without_starting_over(gri
                     client.stopped = True
                     killed.append(client)
 
-    await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=sink)
+    await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=sink, workers=WORKERS)
     assert b"".join(pieces) == data
     # Each segment was delivered once, in order: the download did not start over.
     layout = immutable_segment_layout(len(data), SEGMENT, 3, 10)
@@ -184,7 +193,7 @@ async def test_a_consumer_that_goes_away_stops_the_download(grid: Grid) -> None:
         raise ConnectionError("the consumer went away")
 
     with pytest.raises(ConnectionError, match="went away"):
-        await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=sink)
+        await download_immutable(cap, grid.permuted(cap.get_storage_index()), sink=sink, workers=WORKERS)
     assert len(pieces) == 1
     assert await download(grid, cap) == data
 
@@ -265,12 +274,10 @@ async def test_a_file_that_shrinks_during_upload_fails_clearly_and_leaves_no_sha
         await upload_immutable(
             ShrinkingSource(os.urandom(9 * SEGMENT)),
             convergence_secret=None,
-            needed=3,
-            happy=7,
-            total=10,
+            params=EncodingParameters(3, 7, 10, SEGMENT),
             servers_for=grid.permuted,
             lease_secret=LEASE,
-            max_segment_size=SEGMENT,
+            workers=WORKERS,
         )
     for client in grid.clients:
         incoming = Path(client.server.incoming_dir)
@@ -292,8 +299,8 @@ async def test_any_encoding_round_trips(grid: Grid, needed: int, happy: int, tot
     # between them: none, one, or many, whatever k and N leave.
     data = os.urandom(9 * SEGMENT + 5)
     result = await upload_immutable(
-        BytesSource(data), convergence_secret=SECRET, needed=needed, happy=happy, total=total,
-        servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT,
+        BytesSource(data), convergence_secret=SECRET, params=EncodingParameters(needed, happy, total, SEGMENT),
+        servers_for=grid.permuted, lease_secret=LEASE, workers=WORKERS,
     )
     cap = result.cap
     assert isinstance(cap, caps.CHKFileCap) and (cap.needed, cap.total) == (needed, total)
@@ -305,8 +312,8 @@ async def test_any_encoding_round_trips(grid: Grid, needed: int, happy: int, tot
 async def test_memory_is_bounded_by_segments(grid: Grid) -> None:
     source = BytesSource(os.urandom(40 * SEGMENT))
     await upload_immutable(
-        source, convergence_secret=SECRET, needed=3, happy=7, total=10,
-        servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT,
+        source, convergence_secret=SECRET, params=EncodingParameters(3, 7, 10, SEGMENT),
+        servers_for=grid.permuted, lease_secret=LEASE, workers=WORKERS,
     )
     # The uploader never asks for more than a segment (or a hashing chunk) at a time.
     assert source.largest_read <= max(SEGMENT + 2, 1024 * 1024)
@@ -345,8 +352,8 @@ async def test_reupload_after_the_grid_grew_spreads_the_shares(grid: Grid) -> No
     for client in grid.clients:
         client.stopped = False
     result = await upload_immutable(
-        BytesSource(data), convergence_secret=SECRET, needed=3, happy=7, total=10,
-        servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT,
+        BytesSource(data), convergence_secret=SECRET, params=EncodingParameters(3, 7, 10, SEGMENT),
+        servers_for=grid.permuted, lease_secret=LEASE, workers=WORKERS,
     )
     assert result.cap == first
     assert result.happiness >= 7
@@ -373,8 +380,8 @@ async def test_key_hashed_while_receiving_gives_the_same_cap(grid: Grid) -> None
         hint = body.convergent_key()
         assert hint is not None
         hinted = await upload_immutable(
-            BytesSource(data), convergence_secret=SECRET, needed=3, happy=7, total=10,
-            servers_for=grid.permuted, lease_secret=LEASE, max_segment_size=SEGMENT, convergent_key_hint=hint,
+            BytesSource(data), convergence_secret=SECRET, params=EncodingParameters(3, 7, 10, SEGMENT),
+            servers_for=grid.permuted, lease_secret=LEASE, workers=WORKERS, convergent_key_hint=hint,
         )
         assert hinted.cap == await upload(grid, data)
 

@@ -93,6 +93,6 @@ async def test_a_full_disk_is_reported_not_uploaded() -> None:
     assert body.spool_error == "No space left on device"
     assert body.convergent_key() is None
     with pytest.raises(WebError) as caught:
-        await URIRoot(node=None)._upload(None, body)
+        await URIRoot(node_maker=None, broker=None)._upload(None, body)  # type: ignore[arg-type]
     assert caught.value.code == http.INSUFFICIENT_STORAGE_SPACE
     assert "could not spool the upload: No space left on device" in str(caught.value)

@@ -6,10 +6,12 @@ The node maker (``client.nodemaker``) turns caps into these; nobody above
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from lafs.core import caps
+
 
 class DataSource(Protocol):
     """Bytes to upload, read in pieces (a spooled request body, a local file)."""
@@ -17,6 +19,22 @@ class DataSource(Protocol):
     size: int
 
     def read(self, offset: int, length: int) -> bytes: ...
+
+
+class FileSource:
+    """A seekable binary file, or the ``size`` bytes of it from ``start``, as a `DataSource`."""
+
+    def __init__(self, stream: Any, start: int = 0, size: int | None = None) -> None:
+        self._stream = stream
+        self._start = start
+        if size is None:
+            size = stream.seek(0, os.SEEK_END) - start
+        self.size = size
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._stream.seek(self._start + offset)
+        data: bytes = self._stream.read(max(0, min(length, self.size - offset)))
+        return data
 
 
 Sink = Callable[[bytes], Any]
@@ -53,6 +71,24 @@ class FileNode(Protocol):
         self, sink: Sink, offset: int = 0, length: int | None = None, on_start: Callable[[], Any] | None = None
     ) -> None:
         """Deliver bytes ``[offset, offset+length)`` to ``sink``; ``on_start`` runs once the file is found, before the first byte."""
+
+
+class DirectoryNode(Protocol):
+    """A directory, as far as this version knows one: its caps (listing and changing come with dirnodes)."""
+
+    cap: caps.DirectoryCap
+
+    def is_mutable(self) -> bool: ...
+
+    def is_readonly(self) -> bool: ...
+
+    def get_uri(self) -> str: ...
+
+    def get_readonly_uri(self) -> str: ...
+
+    def get_verify_uri(self) -> str | None: ...
+
+    def get_storage_index(self) -> bytes | None: ...
 
 
 class MutableFileNode(FileNode, Protocol):

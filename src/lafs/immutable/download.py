@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from lafs.core import caps, hashes
@@ -31,6 +31,7 @@ from lafs.core.share_layout import (
     unpack_ueb_length,
 )
 from lafs.storage_client.interface import BucketReaderClient, ServerError, StorageServerClient
+from lafs.workers import Workers
 
 log = Logger()
 READ_SEGMENTS = 4
@@ -47,7 +48,7 @@ class NotEnoughSharesError(LafsError):
     """Too few good shares could be found to rebuild the file."""
 
 
-class _BadShare(Exception):
+class BadShare(Exception):
     """A share that failed a check; carries whether it is corrupt (worth reporting) or just unreachable."""
 
     def __init__(self, message: str, corrupt: bool) -> None:
@@ -55,7 +56,7 @@ class _BadShare(Exception):
         self.corrupt = corrupt
 
 
-class _ShareSource:
+class ShareSource:
     """One share on one server, with its verified hash trees."""
 
     def __init__(self, shnum: int, server: StorageServerClient, reader: BucketReaderClient) -> None:
@@ -69,7 +70,7 @@ class _ShareSource:
         try:
             return await self.reader.read(offset, length)
         except ServerError as e:
-            raise _BadShare(str(e), corrupt=False) from None
+            raise BadShare(str(e), corrupt=False) from None
 
     async def header(self) -> ImmutableShareOffsets:
         if self.offsets is None:
@@ -77,7 +78,7 @@ class _ShareSource:
             try:
                 self.offsets = ImmutableShareOffsets.unpack(raw)
             except ShareLayoutError as e:
-                raise _BadShare(f"share {self.shnum}: {e}", corrupt=True) from None
+                raise BadShare(f"share {self.shnum}: {e}", corrupt=True) from None
         return self.offsets
 
     async def ueb_bytes(self) -> bytes:
@@ -86,23 +87,32 @@ class _ShareSource:
         try:
             length = unpack_ueb_length(offsets, length_field)
         except ShareLayoutError as e:
-            raise _BadShare(f"share {self.shnum}: {e}", corrupt=True) from None
+            raise BadShare(f"share {self.shnum}: {e}", corrupt=True) from None
         return await self.read(offsets.uri_extension + offsets.ueb_length_size, length)
 
 
-class _Download:
-    def __init__(self, cap: caps.CHKFileCap, servers: Sequence[StorageServerClient]) -> None:
+class ImmutableDownload:
+    """One CHK file on the grid, in phases a download, a checker and a verifier share.
+
+    ``locate`` asks every server which shares it holds; ``load_ueb`` finds a URI
+    extension block that matches the cap; ``ensure_active`` verifies the hash
+    trees of k shares; ``segments`` fetches, verifies and decodes runs of
+    segments; ``verify_share`` checks every block of one share.
+    """
+
+    def __init__(self, cap: caps.CHKFileCap, servers: Sequence[StorageServerClient], workers: Workers) -> None:
         self.cap = cap
         self.servers = list(servers)
         self.storage_index = cap.get_storage_index()
-        self.candidates: dict[int, list[_ShareSource]] = {}
-        self.active: dict[int, _ShareSource] = {}
+        self.candidates: dict[int, list[ShareSource]] = {}
+        self.active: dict[int, ShareSource] = {}
         self.ueb: UriExtension | None = None
         self.share_tree = IncompleteHashTree(cap.total)
         self.crypttext_tree: IncompleteHashTree | None = None
         self.codec = ZfecCodec(cap.needed, cap.total)
         self.found_shares = 0
         self.arrival_rank: dict[str, int] = {}
+        self._workers = workers
 
     async def locate(self) -> None:
         """Ask every server for its shares; servers that answer first are used first."""
@@ -120,7 +130,7 @@ class _Download:
         for server, readers in arrivals:
             for shnum, reader in sorted(readers.items()):
                 if 0 <= shnum < self.cap.total:
-                    self.candidates.setdefault(shnum, []).append(_ShareSource(shnum, server, reader))
+                    self.candidates.setdefault(shnum, []).append(ShareSource(shnum, server, reader))
         self.arrival_rank = {server.server_id: rank for rank, (server, _) in enumerate(arrivals)}
         self.found_shares = len(self.candidates)
         if self.found_shares < self.cap.needed:
@@ -134,7 +144,7 @@ class _Download:
             f"{'is' if self.cap.needed == 1 else 'are'} needed"
         )
 
-    async def _drop(self, source: _ShareSource, problem: _BadShare) -> None:
+    async def _drop(self, source: ShareSource, problem: BadShare) -> None:
         log.warn("dropping share {n} on {s}: {p}", n=source.shnum, s=source.server.server_id, p=str(problem))
         if self.active.get(source.shnum) is source:
             del self.active[source.shnum]
@@ -152,25 +162,25 @@ class _Download:
             try:
                 data = await source.ueb_bytes()
                 if hashes.uri_extension_hash(data) != self.cap.ueb_hash:
-                    raise _BadShare(f"share {source.shnum}: URI extension block does not match the cap", corrupt=True)
+                    raise BadShare(f"share {source.shnum}: URI extension block does not match the cap", corrupt=True)
                 ueb = UriExtension.from_bytes(data)
                 if (ueb.size, ueb.needed_shares, ueb.total_shares) != (self.cap.size, self.cap.needed, self.cap.total):
-                    raise _BadShare(f"share {source.shnum}: URI extension block disagrees with the cap", corrupt=True)
+                    raise BadShare(f"share {source.shnum}: URI extension block disagrees with the cap", corrupt=True)
                 self.ueb = ueb
                 self.share_tree.set_hashes({0: ueb.share_root_hash})
                 layout = immutable_segment_layout(self.cap.size, ueb.segment_size, self.cap.needed, self.cap.total)
                 if layout.num_segments != ueb.num_segments:
-                    raise _BadShare("URI extension block has an inconsistent segment count", corrupt=True)
+                    raise BadShare("URI extension block has an inconsistent segment count", corrupt=True)
                 self.crypttext_tree = IncompleteHashTree(ueb.num_segments)
                 self.crypttext_tree.set_hashes({0: ueb.crypttext_root_hash})
                 self.layout = layout
-            except (_BadShare, FormatError) as e:
-                problem = e if isinstance(e, _BadShare) else _BadShare(str(e), corrupt=True)
+            except (BadShare, FormatError) as e:
+                problem = e if isinstance(e, BadShare) else BadShare(str(e), corrupt=True)
                 self._discard(source)
                 await self._drop(source, problem)
         return self.ueb
 
-    def _next_candidate(self, exclude: set[int]) -> _ShareSource | None:
+    def _next_candidate(self, exclude: set[int]) -> ShareSource | None:
         """The not-yet-used share on the quickest server to answer, preferring servers not used yet."""
         busy = {source.server.server_id for source in self.active.values()}
         options = [
@@ -185,12 +195,12 @@ class _Download:
             key=lambda s: (s.server.server_id in busy, self.arrival_rank.get(s.server.server_id, 0), s.shnum),
         )
 
-    def _discard(self, source: _ShareSource) -> None:
+    def _discard(self, source: ShareSource) -> None:
         sources = self.candidates.get(source.shnum, [])
         if source in sources:
             sources.remove(source)
 
-    async def activate(self, source: _ShareSource) -> None:
+    async def activate(self, source: ShareSource) -> None:
         """Fetch and verify a share's hash trees so its blocks can be checked."""
         assert self.ueb is not None and self.crypttext_tree is not None
         offsets = await source.header()
@@ -203,13 +213,13 @@ class _Download:
             self.share_tree.set_hashes(chain, leaves={source.shnum: block_hashes[0]})
             tree = IncompleteHashTree(self.ueb.num_segments)
             if len(block_hashes) != len(tree):
-                raise _BadShare(f"share {source.shnum}: block hash tree has the wrong size", corrupt=True)
+                raise BadShare(f"share {source.shnum}: block hash tree has the wrong size", corrupt=True)
             tree.set_hashes(dict(enumerate(block_hashes)))
             if not self.crypttext_tree[len(self.crypttext_tree) - 1]:
                 crypttext_bytes = await source.read(offsets.crypttext_hash_tree, offsets.block_hashes - offsets.crypttext_hash_tree)
                 self.crypttext_tree.set_hashes(dict(enumerate(unpack_hashes(crypttext_bytes))))
         except (BadHashError, NotEnoughHashesError, FormatError, IndexError) as e:
-            raise _BadShare(f"share {source.shnum}: hash trees do not verify: {e}", corrupt=True) from None
+            raise BadShare(f"share {source.shnum}: hash trees do not verify: {e}", corrupt=True) from None
         source.offsets = offsets
         source.block_tree = tree
         self.active[source.shnum] = source
@@ -222,10 +232,10 @@ class _Download:
             self._discard(source)
             try:
                 await self.activate(source)
-            except _BadShare as problem:
+            except BadShare as problem:
                 await self._drop(source, problem)
 
-    async def fetch_blocks(self, source: _ShareSource, first: int, last: int) -> list[memoryview]:
+    async def fetch_blocks(self, source: ShareSource, first: int, last: int) -> list[memoryview]:
         """One share's (unverified) blocks for segments ``first..last``, read in one call."""
         assert source.offsets is not None
         ranges = [
@@ -236,12 +246,12 @@ class _Download:
         length = ranges[-1][0] + ranges[-1][1] - start
         data = memoryview(await source.read(start, length))
         if len(data) != length:
-            raise _BadShare(f"share {source.shnum}: blocks {first}..{last} are cut short", corrupt=True)
+            raise BadShare(f"share {source.shnum}: blocks {first}..{last} are cut short", corrupt=True)
         return [data[where - start : where - start + size] for where, size in ranges]
 
     async def segments(self, first: int, last: int) -> list[bytes]:
         """The verified crypttext (unpadded) of segments ``first..last``."""
-        fetched: dict[int, tuple[_ShareSource, list[memoryview]]] = {}
+        fetched: dict[int, tuple[ShareSource, list[memoryview]]] = {}
         while True:
             while len(fetched) < self.cap.needed:
                 await self.ensure_active()
@@ -257,19 +267,37 @@ class _Download:
                     else:
                         failure: Any = value
                         error = failure.value
-                        problem = error if isinstance(error, _BadShare) else _BadShare(str(error), corrupt=False)
+                        problem = error if isinstance(error, BadShare) else BadShare(str(error), corrupt=False)
                         await self._drop(source, problem)
             # Hashing and decoding run in a thread (hashlib and zfec release the GIL),
             # overlapping with the reactor receiving the next run.
-            bad, crypttexts = await threads.deferToThread(self._verify_and_decode, fetched, first, last)
+            bad, crypttexts = await self._workers.run(self._verify_and_decode, fetched, first, last)
             if not bad:
                 return crypttexts
             for shnum, message in bad.items():
                 source, _ = fetched.pop(shnum)
-                await self._drop(source, _BadShare(message, corrupt=True))
+                await self._drop(source, BadShare(message, corrupt=True))
+
+    async def verify_share(self, source: ShareSource) -> None:
+        """Check every block of one share against its verified hash trees; raise BadShare if any fails.
+
+        Needs ``load_ueb`` first.  Reads the share's blocks READ_SEGMENTS at a time.
+        """
+        await self.activate(source)
+        try:
+            num_segments = self.layout.num_segments
+            for first in range(0, num_segments, READ_SEGMENTS):
+                last = min(num_segments, first + READ_SEGMENTS) - 1
+                blocks = await self.fetch_blocks(source, first, last)
+                assert source.block_tree is not None
+                for segnum, block in zip(range(first, last + 1), blocks, strict=True):
+                    if hashes.block_hash(block) != source.block_tree.get_leaf(segnum):
+                        raise BadShare(f"share {source.shnum}: block {segnum} does not match its hash", corrupt=True)
+        finally:
+            self.active.pop(source.shnum, None)
 
     def _verify_and_decode(
-        self, fetched: dict[int, tuple[_ShareSource, list[memoryview]]], first: int, last: int
+        self, fetched: dict[int, tuple[ShareSource, list[memoryview]]], first: int, last: int
     ) -> tuple[dict[int, str], list[bytes]]:
         """Shares whose blocks fail their hashes (by number, with why); else the checked crypttexts."""
         assert self.crypttext_tree is not None
@@ -299,6 +327,7 @@ async def download_immutable(
     servers: Sequence[StorageServerClient],
     *,
     sink: Callable[[bytes], Any],
+    workers: Workers,
     offset: int = 0,
     length: int | None = None,
     on_start: Callable[[], Any] | None = None,
@@ -313,7 +342,7 @@ async def download_immutable(
     end = min(cap.size, offset + length)
     if offset >= end:
         return
-    download = _Download(cap, servers)
+    download = ImmutableDownload(cap, servers, workers)
     await download.locate()
     await download.load_ueb()
     await download.ensure_active()

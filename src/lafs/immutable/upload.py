@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet import defer, threads
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 
 from lafs.core import caps, hashes
-from lafs.core.codec import ZfecCodec, immutable_segment_layout, pad_segment
+from lafs.core.codec import SegmentLayout, ZfecCodec, immutable_segment_layout, pad_segment
 from lafs.core.crypto import AESCTRStream
 from lafs.core.errors import LafsError
 from lafs.core.happiness import happiness, plan_placement
 from lafs.core.hashes import BytesLike
 from lafs.core.hashtree import HashTree
+from lafs.core.params import EncodingParameters
 from lafs.core.share_layout import (
+    ImmutableShareOffsets,
     UriExtension,
     allocated_size,
     immutable_share_offsets,
@@ -34,6 +35,7 @@ from lafs.core.share_layout import (
     pack_ueb_with_length,
 )
 from lafs.storage_client.interface import BucketWriterClient, ServerError, StorageServerClient
+from lafs.workers import Workers
 
 log = Logger()
 WRITE_SEGMENTS = 4
@@ -101,17 +103,86 @@ class _Share:
         self.failed = True
 
 
+@attrs.frozen
+class UploadPlan:
+    """Everything about an upload that follows from its size, key and parameters: no I/O."""
+
+    key: bytes = attrs.field(repr=False)
+    storage_index: bytes
+    params: EncodingParameters
+    layout: SegmentLayout
+    offsets: ImmutableShareOffsets
+    share_size: int
+    secrets: LeaseSecrets
+
+    @classmethod
+    def make(cls, size: int, key: bytes, params: EncodingParameters, lease_secret: bytes) -> UploadPlan:
+        layout = immutable_segment_layout(size, params.max_segment_size, params.needed, params.total)
+        storage_index = hashes.storage_index_hash(key)
+        offsets = immutable_share_offsets(
+            layout.block_size, layout.share_data_size, layout.num_segments, num_share_hashes(params.total)
+        )
+        ueb_template = _ueb(layout, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32)
+        return cls(
+            key=key,
+            storage_index=storage_index,
+            params=params,
+            layout=layout,
+            offsets=offsets,
+            share_size=allocated_size(offsets, len(ueb_template.to_bytes())),
+            secrets=LeaseSecrets.for_file(lease_secret, storage_index),
+        )
+
+
+@attrs.define
+class Placement:
+    """The shares being written, and the ones servers already held, by server ID."""
+
+    shares: list[_Share]
+    existing: dict[str, set[int]]
+
+    def placements(self) -> dict[str, set[int]]:
+        return _placements(self.shares, self.existing)
+
+
+@attrs.define
+class PushedFile:
+    """What pushing the segments produced: the hash trees the tail of each share needs."""
+
+    crypttext_hash: bytes
+    segment_hashes: list[bytes]
+    block_hashes: list[list[bytes]]
+    unanswered: list[defer.Deferred[Any]]
+    """The last run's writes: the tail is sent right behind them, on the same connections."""
+
+
+async def choose_key(
+    source: DataSource,
+    params: EncodingParameters,
+    convergence_secret: bytes | None,
+    workers: Workers,
+    convergent_key_hint: bytes | None = None,
+) -> bytes:
+    """Phase 1: the file's AES key: random, or convergent (a hash of the bytes, the parameters and the secret)."""
+    if convergence_secret is None:
+        return os.urandom(16)
+    if convergent_key_hint is not None:
+        return convergent_key_hint
+    return await workers.run(
+        convergent_key, source, params.needed, params.total, params.max_segment_size, convergence_secret
+    )
+
+
 async def upload_immutable(
     source: DataSource,
     *,
+    params: EncodingParameters,
     convergence_secret: bytes | None,
-    needed: int,
-    happy: int,
-    total: int,
     servers_for: Callable[[bytes], Sequence[StorageServerClient]],
     lease_secret: bytes,
-    max_segment_size: int = 1024 * 1024,
+    workers: Workers,
     convergent_key_hint: bytes | None = None,
+    codec: ZfecCodec | None = None,
 ) -> UploadResult:
     """Upload ``source``; return its cap.  ``servers_for(storage_index)`` gives servers in permuted order.
 
@@ -122,43 +193,62 @@ async def upload_immutable(
     size = source.size
     if size <= caps.LIT_SIZE_THRESHOLD:
         return UploadResult(caps.LiteralFileCap(source.read(0, size)))
-    layout = immutable_segment_layout(size, max_segment_size, needed, total)
     started = time.monotonic()
-    if convergence_secret is None:
-        key = os.urandom(16)
-    elif convergent_key_hint is not None:
-        key = convergent_key_hint
-    else:
-        key = await _in_thread(convergent_key, source, needed, total, max_segment_size, convergence_secret)
-    storage_index = hashes.storage_index_hash(key)
-    file_renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index)
-    file_cancel = hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index)
-    secrets = _LeaseSecrets(file_renew, file_cancel)
+    key = await choose_key(source, params, convergence_secret, workers, convergent_key_hint)
+    plan = UploadPlan.make(size, key, params, lease_secret)
+    encoder = SegmentEncoder(plan, source, codec or ZfecCodec(params.needed, params.total), workers)
+    # Encoding needs no servers: the first run is encoded while the shares are placed.
+    first_run = encoder.encode_run(0)
+    try:
+        placement = await place_shares(plan, servers_for(plan.storage_index))
+    except BaseException:
+        first_run.addErrback(lambda _: None)
+        raise
+    placed = time.monotonic()
+    try:
+        pushed = await push_segments(plan, placement, encoder, first_run)
+    except BaseException:
+        _abort(placement.shares)
+        raise
+    pushed_at = time.monotonic()
+    result = await finish_upload(plan, placement, pushed)
+    log.info(
+        "uploaded {size} bytes: key and placement {a:.2f}s, segments {b:.2f}s, finish {c:.2f}s",
+        size=size, a=placed - started, b=pushed_at - placed, c=time.monotonic() - pushed_at,
+    )
+    return result
 
-    offsets = immutable_share_offsets(layout.block_size, layout.share_data_size, layout.num_segments, num_share_hashes(total))
-    ueb_template = _ueb(layout, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32)
-    share_size = allocated_size(offsets, len(ueb_template.to_bytes()))
 
-    codec = ZfecCodec(needed, total)
-    encryptor = AESCTRStream(key)
-    crypttext_hasher = hashes.crypttext_hasher()
-    segment_hashes: list[bytes] = []
-    block_hashes: list[list[bytes]] = [[] for _ in range(total)]
+class SegmentEncoder:
+    """Encrypts, codes and hashes a file's segments a run at a time, in order, in the worker pool."""
 
-    def encode_segments(first: int) -> _EncodedRun:
+    def __init__(self, plan: UploadPlan, source: DataSource, codec: ZfecCodec, workers: Workers) -> None:
+        self.plan = plan
+        self._source = source
+        self._codec = codec
+        self._workers = workers
+        self._encryptor = AESCTRStream(plan.key)
+        self.crypttext_hasher = hashes.crypttext_hasher()
+
+    def encode_run(self, first: int) -> defer.Deferred[_EncodedRun]:
+        """The run of segments from ``first``; runs must be asked for in order, one at a time (the AES stream is sequential)."""
+        return self._workers.run(self._encode, first)
+
+    def _encode(self, first: int) -> _EncodedRun:
         # Runs in a worker thread: AES, coding and hashing release the GIL, so this
         # overlaps with the reactor pushing the previous run to the servers.
+        layout, total, needed = self.plan.layout, self.plan.params.total, self.plan.params.needed
         run = _EncodedRun(first)
         parts: list[list[BytesLike]] = [[] for _ in range(total)]
         for segnum in range(first, min(first + WRITE_SEGMENTS, layout.num_segments)):
             offset, length = layout.segment_range(segnum)
-            plaintext = source.read(offset, length)
+            plaintext = self._source.read(offset, length)
             if len(plaintext) != length:
                 raise LafsError(f"the file shrank while it was being uploaded (segment {segnum})")
-            crypttext = encryptor.process(plaintext)
-            crypttext_hasher.update(crypttext)
+            crypttext = self._encryptor.process(plaintext)
+            self.crypttext_hasher.update(crypttext)
             run.segment_hashes.append(hashes.crypttext_segment_hash(crypttext))
-            blocks = codec.encode(pad_segment(crypttext, needed))
+            blocks = self._codec.encode(pad_segment(crypttext, needed))
             run.block_hashes.append([hashes.block_hash(block) for block in blocks])
             for shnum, block in enumerate(blocks):
                 parts[shnum].append(block)
@@ -167,47 +257,19 @@ async def upload_immutable(
             parts[shnum] = []
         return run
 
-    # One encoding thread, one run of segments ahead of the pushes, in order
-    # (the AES stream and crypttext hash are sequential).
-    from twisted.internet import reactor
 
-    pool = ThreadPool(1, 1, name="lafs-encode")
-    pool.start()
-
-    def encode(first: int) -> defer.Deferred[_EncodedRun] | None:
-        if first >= layout.num_segments:
-            return None
-        return threads.deferToThreadPool(reactor, pool, encode_segments, first)
-
-    try:
-        # Encoding needs no servers: the first run is encoded while the shares are placed.
-        first_run = encode(0)
-        assert first_run is not None
-        try:
-            servers = list(servers_for(storage_index))
-            shares, existing = await _place_shares(servers, storage_index, secrets, share_size, needed, happy, total)
-        except BaseException:
-            first_run.addErrback(lambda _: None)
-            raise
-        placed = time.monotonic()
-        try:
-            last_writes = await _push_segments(
-                first_run, encode, shares, existing, offsets.data, layout.block_size, segment_hashes, block_hashes, happy, needed
-            )
-        except BaseException:
-            _abort(shares)
-            raise
-    finally:
-        pool.stop()
-    pushed = time.monotonic()
-    crypttext_tree = HashTree(segment_hashes)
-    block_trees = [HashTree(leaves) for leaves in block_hashes]
+async def finish_upload(plan: UploadPlan, placement: Placement, pushed: PushedFile) -> UploadResult:
+    """Phase 4: each share's hash trees and UEB, then close every share and check happiness."""
+    params = plan.params
+    crypttext_tree = HashTree(pushed.segment_hashes)
+    block_trees = [HashTree(leaves) for leaves in pushed.block_hashes]
     share_tree = HashTree([tree.root for tree in block_trees])
-    ueb = _ueb(layout, crypttext_hasher.digest(), crypttext_tree.root, share_tree.root)
+    ueb = _ueb(plan.layout, pushed.crypttext_hash, crypttext_tree.root, share_tree.root)
     ueb_bytes = ueb.to_bytes()
+    offsets = plan.offsets
     header = offsets.pack()
     tail_writes = []
-    for share in shares:
+    for share in placement.shares:
         if share.failed:
             continue
         chain = [(i, share_tree[i]) for i in share_tree.needed_hashes(share.shnum, include_leaf=True)]
@@ -220,25 +282,27 @@ async def upload_immutable(
         ]
         for where, data in pieces:
             tail_writes.append(share.write(where, data))
-    # The last run's writes were not awaited: the tail follows them on each connection, in order.
-    await defer.DeferredList(last_writes + tail_writes)
-    closes = [defer.Deferred.fromCoroutine(_close(share)) for share in shares if not share.failed]
+    await defer.DeferredList(pushed.unanswered + tail_writes)
+    closes = [defer.Deferred.fromCoroutine(_close(share)) for share in placement.shares if not share.failed]
     await defer.DeferredList(closes)
-    placements = _check_happiness(shares, existing, happy, needed)
-    cap = caps.CHKFileCap(key, hashes.uri_extension_hash(ueb_bytes), needed, total, size)
-    log.info(
-        "uploaded {size} bytes: key and placement {a:.2f}s, segments {b:.2f}s, finish {c:.2f}s",
-        size=size, a=placed - started, b=pushed - placed, c=time.monotonic() - pushed,
-    )
+    placements = _check_happiness(placement.shares, placement.existing, params.happy, params.needed)
+    cap = caps.CHKFileCap(plan.key, hashes.uri_extension_hash(ueb_bytes), params.needed, params.total, plan.layout.file_size)
     return UploadResult(cap, happiness(placements), {s: frozenset(n) for s, n in placements.items()})
 
 
 @attrs.frozen
-class _LeaseSecrets:
+class LeaseSecrets:
     """A file's lease secrets; each server gets its own, derived with its tubid as Tahoe does."""
 
-    file_renew: bytes
-    file_cancel: bytes
+    file_renew: bytes = attrs.field(repr=False)
+    file_cancel: bytes = attrs.field(repr=False)
+
+    @classmethod
+    def for_file(cls, lease_secret: bytes, storage_index: bytes) -> LeaseSecrets:
+        return cls(
+            hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index),
+            hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index),
+        )
 
     def for_server(self, server: StorageServerClient) -> tuple[bytes, bytes]:
         seed = server.lease_seed
@@ -259,32 +323,29 @@ class _EncodedRun:
     """Per segment, the hash of each share's block."""
 
 
-async def _push_segments(
-    first_run: defer.Deferred[_EncodedRun],
-    encode: Callable[[int], defer.Deferred[_EncodedRun] | None],
-    shares: list[_Share],
-    existing: dict[str, set[int]],
-    data_offset: int,
-    block_size: int,
-    segment_hashes: list[bytes],
-    block_hashes: list[list[bytes]],
-    happy: int,
-    needed: int,
-) -> list[defer.Deferred[Any]]:
-    """Send runs of encoded segments to their shares: PIPELINE_WRITES runs in flight while the next is encoded.
+async def push_segments(
+    plan: UploadPlan, placement: Placement, encoder: SegmentEncoder, first_run: defer.Deferred[_EncodedRun]
+) -> PushedFile:
+    """Phase 3: send runs of encoded segments to their shares, PIPELINE_WRITES runs in flight while the next is encoded.
 
-    Returns the last run's writes, still unanswered.
+    The last run's writes are left unanswered in the result: ``finish_upload`` sends the tail behind them.
     """
+    shares, existing = placement.shares, placement.existing
+    happy, needed, total = plan.params.happy, plan.params.needed, plan.params.total
+    num_segments = plan.layout.num_segments
+    segment_hashes: list[bytes] = []
+    block_hashes: list[list[bytes]] = [[] for _ in range(total)]
     in_flight: list[list[defer.Deferred[Any]]] = []
     next_run: defer.Deferred[_EncodedRun] | None = first_run
     while next_run is not None:
         run = await next_run
-        next_run = encode(run.first_segment + WRITE_SEGMENTS)
+        following = run.first_segment + WRITE_SEGMENTS
+        next_run = encoder.encode_run(following) if following < num_segments else None
         segment_hashes.extend(run.segment_hashes)
         for hashes_of_blocks in run.block_hashes:
             for shnum, value in enumerate(hashes_of_blocks):
                 block_hashes[shnum].append(value)
-        offset = data_offset + run.first_segment * block_size
+        offset = plan.offsets.data + run.first_segment * plan.layout.block_size
         share_data, run.share_data = run.share_data, []
         del run
         writes = []
@@ -301,7 +362,12 @@ async def _push_segments(
         _check_happiness(shares, existing, happy, needed)
     for writes in in_flight[:-1]:
         await defer.DeferredList(writes)
-    return in_flight[-1] if in_flight else []
+    return PushedFile(
+        crypttext_hash=encoder.crypttext_hasher.digest(),
+        segment_hashes=segment_hashes,
+        block_hashes=block_hashes,
+        unanswered=in_flight[-1] if in_flight else [],
+    )
 
 
 async def _close(share: _Share) -> None:
@@ -355,16 +421,16 @@ def _unhappy_message(found: int, happy: int, needed: int) -> str:
     )
 
 
-async def _place_shares(
-    servers: Sequence[StorageServerClient],
-    storage_index: bytes,
-    secrets: _LeaseSecrets,
-    share_size: int,
-    needed: int,
-    happy: int,
-    total: int,
-) -> tuple[list[_Share], dict[str, set[int]]]:
-    """Ask servers for existing shares and allocate the rest as Tahoe's placement does (facts §9.2)."""
+async def place_shares(
+    plan: UploadPlan, servers: Sequence[StorageServerClient], share_numbers: Set[int] | None = None
+) -> Placement:
+    """Phase 2: ask servers for existing shares and allocate the rest as Tahoe's placement does (facts §9.2).
+
+    ``share_numbers`` limits which shares may be written (a repair of chosen shares); by default any of 0..N-1.
+    """
+    storage_index, secrets, share_size = plan.storage_index, plan.secrets, plan.share_size
+    needed, happy, total = plan.params.needed, plan.params.happy, plan.params.total
+    allowed = set(range(total)) if share_numbers is None else set(share_numbers)
     candidates = list(servers)[: 2 * total] if len(servers) > 2 * total else list(servers)
     writable = [s for s in candidates if _fits(s, share_size)]
     # Existing shares: allocate_buckets with no share numbers reports what a server holds.
@@ -384,8 +450,8 @@ async def _place_shares(
     for _ in range(3):
         usable = {s.server_id for s in alive if s.server_id not in refused}
         held = _placements(shares, existing)
-        plan = plan_placement(permuted_ids, usable, held, total)
-        requests = [(by_id[server_id], wanted) for server_id, wanted in plan.items() if wanted]
+        wanted_by_server = plan_placement(permuted_ids, usable, held, total)
+        requests = [(by_id[server_id], wanted & allowed) for server_id, wanted in wanted_by_server.items() if wanted & allowed]
         if not requests:
             break
         results = await defer.DeferredList(
@@ -410,14 +476,14 @@ async def _place_shares(
         if happiness(_placements(shares, existing)) >= min(total, len(by_id)):
             break
     placed = set().union(*_placements(shares, existing).values()) if shares or existing else set()
-    unplaced = set(range(total)) - placed
+    unplaced = allowed - placed
     found = happiness(_placements(shares, existing))
     if found < happy or unplaced:
         _abort(shares)
         if found >= happy and unplaced:
             raise UploadUnhappinessError(f"could not place shares {sorted(unplaced)} on any server")
         raise UploadUnhappinessError(_unhappy_message(found, happy, needed))
-    return shares, existing
+    return Placement(shares, existing)
 
 
 def _abort(shares: list[_Share]) -> None:
@@ -431,7 +497,3 @@ def _fits(server: StorageServerClient, share_size: int) -> bool:
         return server.version.maximum_immutable_share_size >= share_size
     except ServerError:
         return False
-
-
-async def _in_thread(function: Callable[..., bytes], *args: Any) -> bytes:
-    return await threads.deferToThread(function, *args)

@@ -11,10 +11,11 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from lafs.client.files import FileSource
+from lafs.client.nodes import FileSource
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
 from lafs.web import multipart
+from lafs.web.context import GatewayContext
 
 log = Logger()
 
@@ -145,12 +146,12 @@ class GatewayRequest(Request):
         method = getattr(channel, "_command", None)
         if length is None or length <= LIT_SIZE_THRESHOLD or method != b"PUT":
             return
-        files = getattr(channel.site.node, "files", None)
-        if files is not None:
+        node_maker = channel.site.context.node_maker
+        if node_maker is not None:
             if hasattr(channel.transport, "bufferSize"):
                 # Twisted reads 64 KiB per turn; a large body is read in far fewer turns this way.
                 channel.transport.bufferSize = RECEIVE_BYTES
-            body: Any = HashingBody(self.content, files.convergence_hasher(length), length, channel.transport)
+            body: Any = HashingBody(self.content, node_maker.convergence_hasher(length), length, channel.transport)
             self.content = body
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
@@ -204,8 +205,8 @@ class GatewayRequest(Request):
 
 
 class GatewaySite(Site):
-    """The gateway's Site: its requests can reach the node (for the upload encoding)."""
+    """The gateway's Site: its requests can reach the node maker (for the upload encoding)."""
 
-    def __init__(self, resource: Resource, node: Any) -> None:
+    def __init__(self, resource: Resource, context: GatewayContext) -> None:
         super().__init__(resource, requestFactory=GatewayRequest)
-        self.node = node
+        self.context = context

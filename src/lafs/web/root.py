@@ -6,23 +6,22 @@ from typing import Any
 
 from twisted.web.resource import Resource
 
+from lafs.web.context import GatewayContext
+from lafs.web.uri import NamedRoot, URIRoot
 from lafs.web.welcome import WelcomePage
 
 
 class RootResource(Resource):
     """``/`` is the welcome page; later issues hang ``/uri`` and friends here."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, context: GatewayContext) -> None:
         super().__init__()
-        self.node = node
-        self.welcome = WelcomePage(node)
-        if getattr(node, "files", None) is not None:
-            from lafs.web.uri import NamedRoot, URIRoot
-
-            uri = URIRoot(node)
+        self.welcome = WelcomePage(context)
+        if context.node_maker is not None:
+            uri = URIRoot(context.node_maker, context.storage_broker)
             self.putChild(b"uri", uri)  # type: ignore[arg-type]
             self.putChild(b"cap", uri)  # type: ignore[arg-type]
-            named = NamedRoot(node)
+            named = NamedRoot(context.node_maker)
             self.putChild(b"named", named)  # type: ignore[arg-type]
             self.putChild(b"file", named)  # type: ignore[arg-type]
 

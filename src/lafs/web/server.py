@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from twisted.application import service
@@ -10,6 +9,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 
 from lafs.config import ConfigError
+from lafs.web.context import GatewayContext
 from lafs.web.request import GatewaySite
 from lafs.web.root import RootResource
 
@@ -17,12 +17,12 @@ log = Logger()
 
 
 class WebGateway(service.MultiService):
-    def __init__(self, node: Any, port_spec: str) -> None:
+    def __init__(self, context: GatewayContext, port_spec: str) -> None:
         super().__init__()
         self.setName("webish")
-        self.node = node
+        self.context = context
         self.port_spec = port_spec
-        self.site = GatewaySite(RootResource(node), node)
+        self.site = GatewaySite(RootResource(context), context)
         self.site.displayTracebacks = False
         self._port: Any = None
         self._listening: list[defer.Deferred[Any]] = []
@@ -31,9 +31,9 @@ class WebGateway(service.MultiService):
     def startService(self) -> None:
         super().startService()
         try:
-            endpoint = endpoints.serverFromString(self.node.reactor, self.port_spec)
+            endpoint = endpoints.serverFromString(self.context.reactor, self.port_spec)
         except (ValueError, KeyError) as e:
-            raise ConfigError(f"{self.node.config.config_path}: [node]web.port {self.port_spec!r} is not valid: {e}") from None
+            raise ConfigError(f"{self.context.config_path}: [node]web.port {self.port_spec!r} is not valid: {e}") from None
         d = endpoint.listen(self.site)
         d.addCallbacks(self._listening_on, self._failed)
 
@@ -42,7 +42,7 @@ class WebGateway(service.MultiService):
         host = port.getHost()
         address = host.host if host.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         self.url = f"http://{address}:{host.port}/"
-        with open(os.path.join(self.node.basedir, "node.url"), "w", encoding="ascii") as f:
+        with open(self.context.node_url_path, "w", encoding="ascii") as f:
             f.write(self.url + "\n")
         log.info("web gateway listening at {url}", url=self.url)
         waiting, self._listening = self._listening, []

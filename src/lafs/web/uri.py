@@ -17,9 +17,19 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from lafs.client.nodemaker import (
+    CapOnlyNode,
+    Node,
+    NodeMaker,
+    NotReadableError,
+    UnsupportedOperationError,
+)
+from lafs.client.nodes import FileSource
+from lafs.client.storage_broker import StorageBroker
 from lafs.core import base32, caps
 from lafs.core.errors import LafsError
-from lafs.immutable.upload import UploadResult
+from lafs.immutable.download import NotEnoughSharesError
+from lafs.immutable.upload import UploadResult, UploadUnhappinessError
 from lafs.web.request import HashingBody
 
 log = Logger()
@@ -45,8 +55,6 @@ def _fail(request: Any, code: int, message: str) -> bytes:
 
 
 def _error_code(error: Exception) -> int:
-    from lafs.client.files import NotEnoughSharesError, UploadUnhappinessError
-
     if isinstance(error, WebError):
         return error.code
     if isinstance(error, caps.CapError):
@@ -55,6 +63,10 @@ def _error_code(error: Exception) -> int:
         return http.GONE
     if isinstance(error, UploadUnhappinessError):
         return http.SERVICE_UNAVAILABLE
+    if isinstance(error, UnsupportedOperationError):
+        return http.NOT_IMPLEMENTED
+    if isinstance(error, NotReadableError):
+        return http.BAD_REQUEST
     return http.INTERNAL_SERVER_ERROR
 
 
@@ -85,14 +97,15 @@ def _run(request: Any, work: Any) -> int:
 class URIRoot(Resource):
     """``/uri`` and ``/uri/$CAP``."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node_maker: NodeMaker, broker: StorageBroker | None) -> None:
         super().__init__()
-        self.node = node
+        self.node_maker = node_maker
+        self.broker = broker
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":
             return self
-        return CapResource(self.node, unquote(path.decode("utf-8", errors="replace")))
+        return CapResource(self.node_maker, unquote(path.decode("utf-8", errors="replace")))
 
     def render_GET(self, request: Any) -> bytes:
         cap = _arg(request, "uri")
@@ -131,8 +144,9 @@ class URIRoot(Resource):
                 raise WebError(http.INSUFFICIENT_STORAGE_SPACE, f"the gateway could not spool the upload: {body.spool_error}")
             key_hint = body.convergent_key()
         started = time.monotonic()
-        result = await self.node.files.upload(body, key_hint=key_hint)
-        cap = result.cap.to_string()
+        source = body if isinstance(body, FileSource) else FileSource(body)
+        node, result = await self.node_maker.upload_immutable(source, key_hint=key_hint)
+        cap = node.get_uri()
         if when_done:
             # As in Tahoe, "%(uri)s" in the URL becomes the new file's (quoted) cap.
             target = when_done.replace("%(uri)s", quote(cap, safe=""))
@@ -143,16 +157,16 @@ class URIRoot(Resource):
         if request.method == b"POST":
             # A form upload comes from a browser: answer with a page, as Tahoe does.
             request.setHeader(b"content-type", b"text/html; charset=utf-8")
-            request.write(self._upload_page(result, time.monotonic() - started).encode("utf-8"))
+            request.write(self._upload_page(node, result, time.monotonic() - started).encode("utf-8"))
         else:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             request.write(cap.encode("ascii"))
         request.finish()
 
-    def _upload_page(self, result: UploadResult, seconds: float) -> str:
+    def _upload_page(self, node: Node, result: UploadResult, seconds: float) -> str:
         esc = html.escape
-        cap = result.cap.to_string()
-        size = _file_size(result.cap)
+        cap = node.get_uri()
+        size = node.get_size() or 0
         names = {handle.server_id: handle.nickname or handle.server_id[:11] for handle in self._servers()}
         placed_on: dict[int, list[str]] = {}
         for server_id, shnums in result.placements.items():
@@ -184,19 +198,18 @@ class URIRoot(Resource):
 """
 
     def _servers(self) -> list[Any]:
-        broker = getattr(self.node, "storage_broker", None)
-        return list(broker.all_servers()) if broker is not None else []
+        return list(self.broker.all_servers()) if self.broker is not None else []
 
 
 class NamedRoot(Resource):
     """``/named/$FILECAP/NAME`` (and the older ``/file/``): a file at a URL ending in its name, for wget and friends."""
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, node_maker: NodeMaker) -> None:
         super().__init__()
-        self.node = node
+        self.node_maker = node_maker
 
     def getChild(self, path: bytes, request: Any) -> Resource:
-        return CapResource(self.node, unquote(path.decode("utf-8", errors="replace")), named=True)
+        return CapResource(self.node_maker, unquote(path.decode("utf-8", errors="replace")), named=True)
 
     def render(self, request: Any) -> bytes:
         return _fail(request, http.NOT_FOUND, "/named must be followed by a file cap and a name")
@@ -211,9 +224,9 @@ class CapResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, node: Any, cap_text: str, named: bool = False) -> None:
+    def __init__(self, node_maker: NodeMaker, cap_text: str, named: bool = False) -> None:
         super().__init__()
-        self.node = node
+        self.node_maker = node_maker
         self.cap_text = cap_text
         self.named = named
 
@@ -223,49 +236,43 @@ class CapResource(Resource):
         result: int | bytes = super().render(request)
         return result
 
-    def _parse(self) -> caps.FileCap | caps.DirectoryCap:
-        return caps.from_string_strict(self.cap_text)
-
     def render_GET(self, request: Any) -> int | bytes:
         try:
-            cap = self._parse()
+            node = self.node_maker.node_from_string(self.cap_text)
         except caps.CapError as e:
             return _fail(request, http.BAD_REQUEST, f"Invalid cap: {e}")
         if self.named:
-            if isinstance(cap, caps.DirectoryCap):
+            if node.is_directory():
                 return _fail(request, http.BAD_REQUEST, f"{self.cap_text!r} is not a file cap")
         elif request.postpath and any(request.postpath):
-            if isinstance(cap, caps.DirectoryCap):
+            if node.is_directory():
                 return _fail(request, http.NOT_FOUND, "paths below a cap need directory support, which is not here yet")
             child = unquote(request.postpath[0].decode("utf-8", "replace"))
             return _fail(request, http.BAD_REQUEST, f"Files have no children named {child!r}")
         t = _arg(request, "t")
-        si = None if cap.is_mutable() else cap.get_storage_index()
+        si = None if node.is_mutable() else node.get_storage_index()
         # Tahoe's ETag for an immutable file's view; a client that has it gets 304.
         if si and request.setETag(f"{base32.b2a(si)}-{t}".encode()) == http.CACHED:
             request.finish()  # a 304 carries no body, and no Content-Length of one
             return NOT_DONE_YET
         if t == "json":
-            return self._json(request, cap)
+            return self._json(request, node)
         if t == "info":
-            return self._info(request, cap)
+            return self._info(request, node)
         if t in ("uri", "readonly-uri"):
             request.setHeader(b"content-type", b"text/plain")
-            shown = cap if t == "uri" else cap.get_readonly()
-            return shown.to_string().encode("ascii")
+            return (node.get_uri() if t == "uri" else node.get_readonly_uri()).encode("ascii")
         if t:
             return _fail(request, http.BAD_REQUEST, f"unknown t={t!r} for a file")
-        if isinstance(cap, caps.DirectoryCap) or cap.is_mutable():
-            return _fail(request, http.NOT_IMPLEMENTED, f"{cap.kind} caps are not readable through this gateway yet")
-        if not isinstance(cap, caps.LiteralFileCap | caps.CHKFileCap):
-            return _fail(request, http.BAD_REQUEST, "a verify cap cannot be used to read a file")
-        return _run(request, self._send(request, cap))
+        return _run(request, self._send(request, node))
 
     def render_HEAD(self, request: Any) -> int | bytes:
         return self.render_GET(request)
 
-    async def _send(self, request: Any, cap: caps.LiteralFileCap | caps.CHKFileCap) -> None:
-        size = _file_size(cap)
+    async def _send(self, request: Any, node: Node) -> None:
+        if isinstance(node, CapOnlyNode):
+            raise node.unsupported()
+        size = await node.get_current_size()
         first, last = 0, size - 1
         header = request.getHeader(b"range")
         partial = False
@@ -297,32 +304,28 @@ class CapResource(Resource):
                 request.setHeader(b"content-range", f"bytes {first}-{last}/{size}".encode())
             request.setHeader(b"content-length", str(length).encode())
 
-        if request.method == b"HEAD" or length == 0 or isinstance(cap, caps.LiteralFileCap):
+        if request.method == b"HEAD" or length == 0:
             send_headers()
-            if request.method != b"HEAD" and isinstance(cap, caps.LiteralFileCap):
-                request.write(cap.data[first : last + 1])
         else:
             # Headers go out only once the shares are found, so a missing file still gets a 410.
             throttle = _Throttle(request)
             try:
-                await self.node.files.download(
-                    cap, throttle.write, offset=first, length=length, on_start=send_headers
-                )
+                await node.read(throttle.write, offset=first, length=length, on_start=send_headers)
             finally:
                 request.unregisterProducer()
         request.finish()
 
-    def _json(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
+    def _json(self, request: Any, node: Node) -> bytes:
         request.setHeader(b"content-type", b"text/plain")  # Tahoe's type for JSON (which is ASCII here)
-        return (json.dumps(file_json(cap), indent=1) + "\n").encode("utf-8")
+        return (json.dumps(node_json(node), indent=1) + "\n").encode("utf-8")
 
-    def _info(self, request: Any, cap: caps.FileCap | caps.DirectoryCap) -> bytes:
+    def _info(self, request: Any, node: Node) -> bytes:
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         esc = html.escape
-        info = file_json(cap)[1]
-        si = cap.get_storage_index()
+        info = node_json(node)[1]
+        si = node.get_storage_index()
         rows = [
-            ("Object type", "mutable file" if cap.is_mutable() else "immutable file"),
+            ("Object type", "mutable file" if node.is_mutable() else "immutable file"),
             ("Format", str(info.get("format", ""))),
             ("Size", str(info.get("size", "?"))),
             ("Storage index", base32.b2a(si) if si else "none (the data is in the cap)"),
@@ -368,29 +371,19 @@ class _Throttle:
         return None
 
 
-def file_json(cap: caps.FileCap | caps.DirectoryCap) -> list[Any]:
-    """Tahoe's ``["filenode", {...}]`` description of a file cap."""
-    info: dict[str, Any] = {"mutable": cap.is_mutable()}
-    if isinstance(cap, caps.LiteralFileCap):
-        info.update(format="CHK", size=len(cap.data))
-    elif isinstance(cap, caps.CHKFileCap):
-        info.update(format="CHK", size=cap.size)
-    elif isinstance(cap, caps.MDMFWriteCap | caps.MDMFReadCap):
-        info["format"] = "MDMF"
-    elif isinstance(cap, caps.SSKWriteCap | caps.SSKReadCap):
-        info["format"] = "SDMF"
-    if not cap.is_readonly():
-        info["rw_uri"] = cap.to_string()
-    info["ro_uri"] = cap.get_readonly().to_string()
-    verifier = cap.get_verify_cap()
+def node_json(node: Node) -> list[Any]:
+    """Tahoe's ``["filenode", {...}]`` (or ``"dirnode"``) description of a node."""
+    info: dict[str, Any] = {"mutable": node.is_mutable(), "format": node.format_name()}
+    size = node.get_size()
+    if size is not None:
+        info["size"] = size
+    if not node.is_readonly():
+        info["rw_uri"] = node.get_uri()
+    info["ro_uri"] = node.get_readonly_uri()
+    verifier = node.get_verify_uri()
     if verifier is not None:
-        info["verify_uri"] = verifier.to_string()
-    kind = "dirnode" if isinstance(cap, caps.DirectoryCap) else "filenode"
-    return [kind, info]
-
-
-def _file_size(cap: caps.LiteralFileCap | caps.CHKFileCap) -> int:
-    return len(cap.data) if isinstance(cap, caps.LiteralFileCap) else cap.size
+        info["verify_uri"] = verifier
+    return ["dirnode" if node.is_directory() else "filenode", info]
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:

@@ -10,12 +10,13 @@ from typing import Any
 from twisted.web.resource import Resource
 
 import lafs
+from lafs.web.context import GatewayContext
 
 
-def welcome_json(node: Any) -> dict[str, Any]:
-    statuses = [client.connection_status() for client in node.introducer_clients]
+def welcome_json(context: GatewayContext) -> dict[str, Any]:
+    statuses = context.introducer_statuses()
     servers = []
-    broker = node.storage_broker
+    broker = context.storage_broker
     for handle in broker.all_servers() if broker is not None else []:
         servers.append(
             {
@@ -33,20 +34,20 @@ def welcome_json(node: Any) -> dict[str, Any]:
 class WelcomePage(Resource):
     isLeaf = True
 
-    def __init__(self, node: Any) -> None:
+    def __init__(self, context: GatewayContext) -> None:
         super().__init__()
-        self.node = node
+        self.context = context
 
     def render_GET(self, request: Any) -> bytes:
         output = request.args.get(b"t", [b""])[0]
         if output == b"json":
             request.setHeader(b"content-type", b"application/json; charset=utf-8")
-            return json.dumps(welcome_json(self.node), indent=1).encode("utf-8") + b"\n"
+            return json.dumps(welcome_json(self.context), indent=1).encode("utf-8") + b"\n"
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
         return self._html().encode("utf-8")
 
     def _html(self) -> str:
-        data = welcome_json(self.node)
+        data = welcome_json(self.context)
         esc = html.escape
         connected = sum(1 for s in data["servers"] if s["connection_status"].lower().startswith("connected"))
         rows = "".join(
@@ -65,7 +66,7 @@ class WelcomePage(Resource):
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
 <body><h1>Tahoe-LAFS grid status</h1>
-<p>Node: <b>{esc(self.node.config.nickname)}</b> &middot; {esc(lafs.FULL_VERSION)}</p>
+<p>Node: <b>{esc(self.context.nickname)}</b> &middot; {esc(lafs.FULL_VERSION)}</p>
 <h2>Introducers</h2><ul>{introducers}</ul>
 <h2>Storage servers: {connected} of {len(data["servers"])} connected</h2>
 <table><tr><th>Nickname</th><th>Node ID</th><th>Connection</th><th>Last seen</th><th>Available space</th></tr>

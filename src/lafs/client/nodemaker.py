@@ -1,0 +1,184 @@
+"""The node maker: a cap in, the node for it out; and new immutable files uploaded into nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lafs.client.nodes import DataSource, Sink
+from lafs.core import caps
+from lafs.core.errors import LafsError
+from lafs.core.hashes import Sha256dHasher
+from lafs.core.params import ClientSecrets, EncodingParameters
+from lafs.immutable.download import download_immutable
+from lafs.immutable.upload import UploadResult, convergence_hasher_for, upload_immutable
+from lafs.storage_client.interface import StorageServerClient
+from lafs.workers import Workers
+
+ServersFor = Callable[[bytes], Sequence[StorageServerClient]]
+"""The connected servers' clients in the permuted order for a storage index (``StorageBroker.storage_clients``)."""
+
+
+class UnsupportedOperationError(LafsError):
+    """This version of the gateway cannot do that with this kind of node yet."""
+
+
+class NotReadableError(LafsError):
+    """A verify cap names a file without the key to read it."""
+
+
+class _CapNode:
+    """What every node answers from its cap alone."""
+
+    cap: caps.FileCap | caps.DirectoryCap
+
+    def is_mutable(self) -> bool:
+        return self.cap.is_mutable()
+
+    def is_readonly(self) -> bool:
+        return self.cap.is_readonly()
+
+    def get_uri(self) -> str:
+        return self.cap.to_string()
+
+    def get_readonly_uri(self) -> str:
+        return self.cap.get_readonly().to_string()
+
+    def get_verify_uri(self) -> str | None:
+        verifier = self.cap.get_verify_cap()
+        return None if verifier is None else verifier.to_string()
+
+    def get_storage_index(self) -> bytes | None:
+        return self.cap.get_storage_index()
+
+    def is_directory(self) -> bool:
+        return isinstance(self.cap, caps.DirectoryCap)
+
+
+class LiteralFileNode(_CapNode):
+    """A file small enough to live in its cap (``URI:LIT:``)."""
+
+    def __init__(self, cap: caps.LiteralFileCap) -> None:
+        self.cap: caps.LiteralFileCap = cap
+
+    def format_name(self) -> str:
+        return "CHK"
+
+    def get_size(self) -> int:
+        return len(self.cap.data)
+
+    async def get_current_size(self) -> int:
+        return len(self.cap.data)
+
+    async def read(
+        self, sink: Sink, offset: int = 0, length: int | None = None, on_start: Callable[[], Any] | None = None
+    ) -> None:
+        if on_start is not None:
+            on_start()
+        end = len(self.cap.data) if length is None else offset + length
+        data = self.cap.data[offset:end]
+        if data:
+            sink(data)
+
+
+class ImmutableFileNode(_CapNode):
+    """A CHK file on the grid."""
+
+    def __init__(self, cap: caps.CHKFileCap, servers_for: ServersFor, workers: Workers) -> None:
+        self.cap: caps.CHKFileCap = cap
+        self._servers_for = servers_for
+        self._workers = workers
+
+    def format_name(self) -> str:
+        return "CHK"
+
+    def get_size(self) -> int:
+        return self.cap.size
+
+    async def get_current_size(self) -> int:
+        return self.cap.size
+
+    async def read(
+        self, sink: Sink, offset: int = 0, length: int | None = None, on_start: Callable[[], Any] | None = None
+    ) -> None:
+        await download_immutable(
+            self.cap,
+            self._servers_for(self.cap.get_storage_index()),
+            sink=sink,
+            workers=self._workers,
+            offset=offset,
+            length=length,
+            on_start=on_start,
+        )
+
+
+class CapOnlyNode(_CapNode):
+    """A cap this version can describe but not yet open (mutable files, directories, verify caps)."""
+
+    def __init__(self, cap: caps.FileCap | caps.DirectoryCap) -> None:
+        self.cap = cap
+
+    def format_name(self) -> str:
+        if isinstance(self.cap, caps.MDMFWriteCap | caps.MDMFReadCap):
+            return "MDMF"
+        if isinstance(self.cap, caps.SSKWriteCap | caps.SSKReadCap):
+            return "SDMF"
+        return "CHK"
+
+    def get_size(self) -> int | None:
+        return None
+
+    def unsupported(self) -> LafsError:
+        """Why this node cannot be read."""
+        if isinstance(self.cap, caps.CHKFileVerifierCap | caps.MutableVerifierCap):
+            return NotReadableError("a verify cap cannot be used to read a file")
+        what = "directory" if self.is_directory() else f"{self.cap.kind} file"
+        return UnsupportedOperationError(f"{what} caps are not readable through this gateway yet")
+
+
+Node = LiteralFileNode | ImmutableFileNode | CapOnlyNode
+
+
+class NodeMaker:
+    """Makes nodes from caps, and uploads new files, for the web gateway and the frontends."""
+
+    def __init__(
+        self, *, servers_for: ServersFor, params: EncodingParameters, secrets: ClientSecrets, workers: Workers
+    ) -> None:
+        self._servers_for = servers_for
+        self.params = params
+        self._secrets = secrets
+        self._workers = workers
+
+    def node_from_string(self, cap_text: str) -> Node:
+        """The node for a cap string; a malformed cap raises ``caps.CapError``."""
+        return self.node_from_cap(caps.from_string_strict(cap_text))
+
+    def node_from_cap(self, cap: caps.FileCap | caps.DirectoryCap) -> Node:
+        if isinstance(cap, caps.LiteralFileCap):
+            return LiteralFileNode(cap)
+        if isinstance(cap, caps.CHKFileCap):
+            return ImmutableFileNode(cap, self._servers_for, self._workers)
+        return CapOnlyNode(cap)
+
+    def convergence_hasher(self, size: int) -> Sha256dHasher:
+        """A hasher for a ``size``-byte file: its digest is the key ``upload_immutable`` would derive."""
+        params = self.params
+        return convergence_hasher_for(size, params.needed, params.total, params.max_segment_size, self._secrets.convergence_secret)
+
+    async def upload_immutable(
+        self, source: DataSource, *, convergence: bool = True, key_hint: bytes | None = None
+    ) -> tuple[LiteralFileNode | ImmutableFileNode, UploadResult]:
+        """Upload ``source`` as an immutable file; ``key_hint`` is a ``convergence_hasher`` digest of its bytes, if known."""
+        result = await upload_immutable(
+            source,
+            params=self.params,
+            convergence_secret=self._secrets.convergence_secret if convergence else None,
+            servers_for=self._servers_for,
+            lease_secret=self._secrets.lease_secret,
+            workers=self._workers,
+            convergent_key_hint=key_hint,
+        )
+        node = self.node_from_cap(result.cap)
+        assert isinstance(node, LiteralFileNode | ImmutableFileNode)
+        return node, result

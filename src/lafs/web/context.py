@@ -1,0 +1,26 @@
+"""All the web gateway may use of its node: a small typed facade, built by the node."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from lafs.client.nodemaker import NodeMaker
+from lafs.client.storage_broker import StorageBroker
+
+
+@attrs.frozen
+class GatewayContext:
+    reactor: Any
+    nickname: str
+    config_path: str
+    """tahoe.cfg, named in configuration errors."""
+    node_url_path: str
+    """Where the gateway writes its URL once it listens (``BASEDIR/node.url``), for the CLI."""
+    introducer_statuses: Callable[[], list[str]]
+    """The connection status of each introducer, for the welcome page."""
+    node_maker: NodeMaker | None = None
+    """None on a node without a client (an introducer)."""
+    storage_broker: StorageBroker | None = None
