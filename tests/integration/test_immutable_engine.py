@@ -11,11 +11,27 @@ from twisted.internet.task import Clock
 
 from lafs.client.nodes import FileSource
 from lafs.core import caps, hashes
-from lafs.core.codec import immutable_segment_layout
+from lafs.core.codec import ZfecCodec, immutable_segment_layout
 from lafs.core.errors import LafsError
 from lafs.core.params import EncodingParameters
-from lafs.immutable.download import READ_SEGMENTS, NotEnoughSharesError, download_immutable
-from lafs.immutable.upload import UploadUnhappinessError, upload_immutable
+from lafs.core.share_layout import ImmutableShareOffsets
+from lafs.immutable.download import (
+    READ_SEGMENTS,
+    BadShare,
+    ImmutableDownload,
+    NotEnoughSharesError,
+    download_immutable,
+)
+from lafs.immutable.upload import (
+    SegmentEncoder,
+    UploadPlan,
+    UploadUnhappinessError,
+    choose_key,
+    finish_upload,
+    place_shares,
+    push_segments,
+    upload_immutable,
+)
 from lafs.storage.server import StorageServer
 from lafs.storage_client.fake import InProcessStorageClient
 from lafs.workers import Workers, reactor_workers
@@ -399,3 +415,59 @@ async def test_a_body_shorter_than_declared_gives_no_key() -> None:
     assert body.convergent_key() is None
     body.seek(0)
     assert body.read() == b"x" * 99
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_upload_phases_can_put_back_chosen_shares_only(grid: Grid) -> None:
+    """What a repairer does: the same key, plan and encoding, but only the lost share numbers are written."""
+    data = os.urandom(3 * SEGMENT + 11)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    storage_index = cap.get_storage_index()
+    by_number = {int(path.name): path for path in grid.share_files(storage_index)}
+    kept = {shnum: path.read_bytes() for shnum, path in by_number.items() if shnum not in (2, 5)}
+    for shnum in (2, 5):
+        by_number[shnum].unlink()
+    params = EncodingParameters(3, 7, 10, SEGMENT)
+    source = BytesSource(data)
+    key = await choose_key(source, params, SECRET, WORKERS)
+    plan = UploadPlan.make(len(data), key, params, LEASE)
+    assert plan.storage_index == storage_index
+    encoder = SegmentEncoder(plan, source, ZfecCodec(3, 10), WORKERS)
+    placement = await place_shares(plan, grid.permuted(storage_index), share_numbers={2})
+    assert [share.shnum for share in placement.shares] == [2]
+    pushed = await push_segments(plan, placement, encoder, encoder.encode_run(0))
+    result = await finish_upload(plan, placement, pushed)
+    assert result.cap == cap
+    numbers = sorted(int(path.name) for path in grid.share_files(storage_index))
+    assert numbers == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+    for shnum, path in ((int(p.name), p) for p in grid.share_files(storage_index)):
+        if shnum in kept:
+            assert path.read_bytes() == kept[shnum], "good shares are never touched"
+    assert await download(grid, cap) == data
+
+
+@pytest_twisted.ensureDeferred
+async def test_verify_share_checks_every_block_without_decoding(grid: Grid) -> None:
+    data = os.urandom(6 * SEGMENT + 5)
+    cap = await upload(grid, data)
+    assert isinstance(cap, caps.CHKFileCap)
+    victim = next(p for p in grid.share_files(cap.get_storage_index()) if p.name == "4")
+    raw = bytearray(victim.read_bytes())
+    offsets = ImmutableShareOffsets.unpack(bytes(raw[12 : 12 + 0x44]))
+    block_size = immutable_segment_layout(len(data), SEGMENT, 3, 10).block_size
+    last_block = 12 + offsets.data + 5 * block_size
+    raw[last_block] ^= 0xFF  # the sixth segment's block: a download of the first segments would not notice
+    victim.write_bytes(bytes(raw))
+    check = ImmutableDownload(cap, grid.permuted(cap.get_storage_index()), WORKERS)
+    await check.locate()
+    await check.load_ueb()
+    verdicts = {}
+    for shnum, sources in sorted(check.candidates.items()):
+        try:
+            await check.verify_share(sources[0])
+            verdicts[shnum] = "good"
+        except BadShare as problem:
+            verdicts[shnum] = str(problem)
+    assert verdicts.pop(4) == "share 4: block 5 does not match its hash"
+    assert set(verdicts.values()) == {"good"} and len(verdicts) == 9
