@@ -29,8 +29,10 @@ class WebAPIError(LafsError):
 def register(subparsers: Any) -> None:
     put = subparsers.add_parser("put", help="upload a file into the grid and print its cap")
     put.add_argument("from_file", nargs="?", default="-", metavar="LOCAL_FILE", help="file to upload ('-' or none: stdin)")
-    put.add_argument("to", nargs="?", default=None, metavar="REMOTE_FILE", help=argparse.SUPPRESS)
-    put.add_argument("-m", "--mutable", action="store_true", help="make a mutable file (not supported yet)")
+    put.add_argument(
+        "to", nargs="?", default=None, metavar="REMOTE_FILE", help="a mutable file's write cap, to replace its contents"
+    )
+    put.add_argument("-m", "--mutable", action="store_true", help="make a mutable file (in the node's default mutable format)")
     put.add_argument("--format", default=None, help="CHK (default), SDMF or MDMF")
     _add_node_url(put)
     put.set_defaults(handler=put_command)
@@ -95,16 +97,33 @@ def _check(response: http.client.HTTPResponse, what: str) -> None:
         raise WebAPIError(f"{what} failed: {response.status} {response.reason}: {message}")
 
 
+MUTABLE_WRITE_CAP_PREFIXES = ("URI:SSK:", "URI:MDMF:")
+
+
 def put_command(options: argparse.Namespace, io: CommandIO) -> int:
-    if options.to is not None:
-        raise UsageError("uploading to a directory path is not supported yet; 'tahoe put FILE' prints the new cap")
-    fmt = (options.format or ("SDMF" if options.mutable else "CHK")).upper()
-    if fmt not in ("CHK", "SDMF", "MDMF"):
+    fmt = options.format.upper() if options.format else None
+    if fmt not in (None, "CHK", "SDMF", "MDMF"):
         raise UsageError(f"--format must be CHK, SDMF or MDMF, not {options.format!r}")
+    if fmt == "CHK" and options.mutable:
+        raise UsageError("--mutable and --format=CHK contradict each other: CHK files are immutable")
+    if options.to is not None:
+        if not options.to.startswith(MUTABLE_WRITE_CAP_PREFIXES):
+            raise UsageError(
+                f"{options.to!r} is not a mutable file's write cap (URI:SSK:... or URI:MDMF:...); "
+                "uploading to a directory path is not supported yet"
+            )
+        if options.mutable or fmt is not None:
+            raise UsageError("--mutable and --format choose how a new file is made; they cannot be used to replace one")
+        path = "/uri/" + quote(options.to, safe="")
+    elif fmt in ("SDMF", "MDMF"):
+        path = f"/uri?format={fmt}"
+    elif options.mutable:
+        path = "/uri?mutable=true"
+    else:
+        path = "/uri"
     url = node_url(options)
     with _open_source(options.from_file, io) as (source, size):
-        query = "" if fmt == "CHK" else f"?format={fmt}"
-        response = _request(url, "PUT", "/uri" + query, source, size, io)
+        response = _request(url, "PUT", path, source, size, io)
         _check(response, "upload")
         io.stdout.write(response.read().decode("ascii").strip() + "\n")
     return 0
