@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from lafs.core.errors import LafsError
+from lafs.core.sizes import SizeError, parse_abbreviated_size
 
 CONFIG_FILE = "tahoe.cfg"
 
@@ -171,8 +172,6 @@ class NodeConfig:
             raise ConfigError(f"{self._where(section, key)}: {value!r} is not a whole number") from None
 
     def get_size(self, section: str, key: str, default: int) -> int:
-        from lafs.storage.announcement import SizeError, parse_abbreviated_size
-
         value = self.get_optional(section, key)
         if value is None or value == "":
             return default

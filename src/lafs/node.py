@@ -13,33 +13,15 @@ from twisted.logger import Logger
 
 from lafs.config import ConfigError, NodeConfig
 from lafs.core import base32, crypto
+from lafs.nodedir import free_port as _free_port
+from lafs.nodedir import node_kind
 from lafs.tub import NodeTub
 
 log = Logger()
 
-INTRODUCER_TAC = "tahoe-introducer.tac"
-CLIENT_TAC = "tahoe-client.tac"
-
-
-def node_kind(basedir: str) -> str:
-    """``"introducer"`` or ``"client"``, from the marker file ``tahoe create-*`` wrote."""
-    if os.path.exists(os.path.join(basedir, INTRODUCER_TAC)):
-        return "introducer"
-    if os.path.exists(os.path.join(basedir, CLIENT_TAC)):
-        return "client"
-    if os.path.exists(os.path.join(basedir, "tahoe.cfg")):
-        return "client"
-    raise ConfigError(f"{basedir} is not a node directory (no tahoe.cfg)")
-
 
 def _random_b32(size: int = 32) -> str:
     return base32.b2a(os.urandom(size))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_port_free(port_spec: str, config_path: str) -> None:
