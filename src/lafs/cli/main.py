@@ -57,7 +57,7 @@ def version_text() -> str:
     import twisted
     import zfec
 
-    from lafs.core.codec import parity_coding
+    from lafs.isal import parity_coding
 
     return "\n".join(
         [

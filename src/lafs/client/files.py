@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from lafs import isal
 from lafs.core import caps
 from lafs.core.hashes import Sha256dHasher
 from lafs.immutable.download import NotEnoughSharesError, download_immutable
@@ -79,6 +80,7 @@ class FileService:
             servers_for=self._servers,
             lease_secret=self.node.lease_secret,
             convergent_key_hint=key_hint,
+            codec_factory=isal.codec,
         )
         return result
 

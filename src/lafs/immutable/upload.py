@@ -112,12 +112,14 @@ async def upload_immutable(
     lease_secret: bytes,
     max_segment_size: int = 1024 * 1024,
     convergent_key_hint: bytes | None = None,
+    codec_factory: Callable[[int, int], ZfecCodec] = ZfecCodec,
 ) -> UploadResult:
     """Upload ``source``; return its cap.  ``servers_for(storage_index)`` gives servers in permuted order.
 
     ``convergent_key_hint`` is the key a ``convergence_hasher_for`` hasher gave for
     these very bytes (e.g. hashed while they arrived), saving a pass over the file;
-    it is used only for convergent uploads.
+    it is used only for convergent uploads.  ``codec_factory(needed, total)`` makes the
+    erasure codec: plain zfec unless the caller has a faster parity coder (`lafs.isal`).
     """
     size = source.size
     if size <= caps.LIT_SIZE_THRESHOLD:
@@ -139,7 +141,7 @@ async def upload_immutable(
     ueb_template = _ueb(layout, b"\x00" * 32, b"\x00" * 32, b"\x00" * 32)
     share_size = allocated_size(offsets, len(ueb_template.to_bytes()))
 
-    codec = ZfecCodec(needed, total)
+    codec = codec_factory(needed, total)
     encryptor = AESCTRStream(key)
     crypttext_hasher = hashes.crypttext_hasher()
     segment_hashes: list[bytes] = []
