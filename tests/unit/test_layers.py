@@ -24,6 +24,7 @@ ROOT = "lafs"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),  # pure: imports nothing of lafs (tests/unit/test_core_purity.py)
     # Infrastructure: each may import core and the ones listed before it.
+    ("internals",),  # every use of Twisted/pyOpenSSL/foolscap private internals; first, so all may use it
     ("isal",),  # loads ISA-L for core.codec, which is handed it (core loads no library)
     ("interfaces",),
     ("tub",),
@@ -215,7 +216,7 @@ def _matches(name: str, prefix: str) -> bool:
 
 
 def test_every_unit_of_lafs_has_a_rank() -> None:
-    """A new package or top-level module must be placed in LAYERS (and in docs/architecture.md)."""
+    """A new package or top-level module must be placed in LAYERS (and in the architecture doc's picture)."""
     units = {unit_of(name) for name in MODULE_PATHS} - {None}
     assert units - set(RANK) == set(), f"modules without a layer: {sorted(units - set(RANK))}"
     assert set(RANK) - units <= {"frontends"}, f"layers of no module: {sorted(set(RANK) - units)}"

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from lafs import internals
 from lafs.client.files import FileSource
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
@@ -142,7 +143,7 @@ class GatewayRequest(Request):
         super().gotLength(length)
         # The channel knows the method before the body arrives; the request learns it only after.
         channel: Any = self.channel
-        method = getattr(channel, "_command", None)
+        method = internals.channel_method(channel)
         if length is None or length <= LIT_SIZE_THRESHOLD or method != b"PUT":
             return
         files = getattr(channel.site.node, "files", None)
