@@ -17,6 +17,7 @@ import yaml
 
 from lafs.core.errors import LafsError
 from lafs.core.params import DEFAULT_MAX_SEGMENT_SIZE, EncodingParameters
+from lafs.core.sizes import SizeError, parse_abbreviated_size
 
 CONFIG_FILE = "tahoe.cfg"
 
@@ -238,8 +239,6 @@ class NodeConfig:
             raise ConfigError(f"{self._where(section, key)}: {value!r} is not a whole number") from None
 
     def get_size(self, section: str, key: str, default: int) -> int:
-        from lafs.storage.announcement import SizeError, parse_abbreviated_size
-
         value = self.get_optional(section, key)
         if value is None or value == "":
             return default

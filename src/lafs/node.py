@@ -13,6 +13,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from lafs import isal
 from lafs.client.nodemaker import NodeMaker
 from lafs.client.storage_broker import StorageBroker
 from lafs.config import ConfigError, NodeConfig
@@ -21,6 +22,8 @@ from lafs.core.errors import Base32Error
 from lafs.core.params import ClientSecrets
 from lafs.introducer.client import IntroducerClient
 from lafs.introducer.server import IntroducerService
+from lafs.nodedir import free_port as _free_port
+from lafs.nodedir import node_kind
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
 from lafs.storage.foolscap_server import FoolscapStorageServer
 from lafs.storage.server import StorageServer
@@ -32,29 +35,9 @@ from lafs.workers import reactor_workers
 
 log = Logger()
 
-INTRODUCER_TAC = "tahoe-introducer.tac"
-CLIENT_TAC = "tahoe-client.tac"
-
-
-def node_kind(basedir: str) -> str:
-    """``"introducer"`` or ``"client"``, from the marker file ``tahoe create-*`` wrote."""
-    if os.path.exists(os.path.join(basedir, INTRODUCER_TAC)):
-        return "introducer"
-    if os.path.exists(os.path.join(basedir, CLIENT_TAC)):
-        return "client"
-    if os.path.exists(os.path.join(basedir, "tahoe.cfg")):
-        return "client"
-    raise ConfigError(f"{basedir} is not a node directory (no tahoe.cfg)")
-
 
 def _random_b32(size: int = 32) -> str:
     return base32.b2a(os.urandom(size))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
 
 
 def _check_port_free(port_spec: str, config_path: str) -> None:
@@ -289,6 +272,7 @@ def _add_client(node: Node, config: NodeConfig, identity: NodeIdentity, tub: Nod
         params=config.client.encoding,
         secrets=identity.secrets,
         workers=reactor_workers(reactor),
+        codec_factory=isal.codec,
     )
 
 

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import io as io_module
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, TextIO
 
-import yaml
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import globalLogBeginner, textFileLogObserver
 
-from lafs.cli.main import CommandIO
+from lafs import nodedir
 from lafs.node import build_node
+from lafs.nodedir import READY_MARKER
 
-READY_MARKER = os.path.join("logs", "ready")
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
@@ -55,6 +53,13 @@ def _reuse_freed_memory() -> None:
     mallopt(_M_TRIM_THRESHOLD, _MALLOC_KEEP_BYTES)
 
 
+class Output(Protocol):
+    """Where the runner reports: the CLI's CommandIO is one."""
+
+    stdout: TextIO
+    stderr: TextIO
+
+
 def _start_logging(log_file: str | None, default_path: str) -> None:
     if log_file == "-":
         stream: Any = sys.stdout
@@ -68,7 +73,7 @@ def _start_logging(log_file: str | None, default_path: str) -> None:
 
 def run_nodes(
     basedirs: Sequence[str],
-    io: CommandIO,
+    io: Output,
     *,
     pid_file: str,
     log_file: str | None,
@@ -152,8 +157,7 @@ def _point_at_local_introducer(basedir: str, introducer_dir: str) -> None:
     furl_path = os.path.join(introducer_dir, "private", "introducer.furl")
     with open(furl_path, encoding="ascii") as f:
         furl = f.read().strip()
-    with open(os.path.join(basedir, "private", "introducers.yaml"), "w", encoding="utf-8") as f:
-        yaml.safe_dump({"introducers": {"default": {"furl": furl}}}, f, default_flow_style=False)
+    nodedir.write_introducers(basedir, {"default": furl})
 
 
 def _read(path: str) -> str | None:
@@ -171,37 +175,28 @@ def _remove(path: str) -> None:
         pass
 
 
-def create_local_grid(base: str, storage_nodes: int, webport: int, io: CommandIO) -> list[str]:
+def create_local_grid(base: str, storage_nodes: int, webport: int) -> list[str]:
     """Make (once) the node directories of a local grid; return them introducer first."""
-    from lafs.cli.main import run as run_tahoe
-
     os.makedirs(base, exist_ok=True)
     introducer = os.path.join(base, "introducer")
     nodes = [os.path.join(base, f"storage{i}") for i in range(storage_nodes)]
     client = os.path.join(base, "client")
-    quiet = CommandIO(io_module.StringIO(), io.stderr, io.stdin)
 
-    def create(args: list[str]) -> None:
-        if run_tahoe(args, quiet) != 0:
-            raise RuntimeError(f"could not create {args[-1]}")
+    def create(basedir: str, kind: str, **settings: Any) -> None:
+        if not os.path.exists(os.path.join(basedir, nodedir.CONFIG_FILE)):
+            nodedir.create_node_directory(basedir, nodedir.NodeSettings(kind, **settings))
 
-    def listen_args() -> list[str]:
-        from lafs.cli.node_commands import _free_tcp_port
+    def listening() -> dict[str, str]:
+        port = nodedir.free_port()
+        return {"tub_port": f"tcp:{port}:interface=127.0.0.1", "tub_location": f"tcp:127.0.0.1:{port}"}
 
-        port = _free_tcp_port()
-        return ["--listen=tcp", f"--port=tcp:{port}:interface=127.0.0.1", f"--location=tcp:127.0.0.1:{port}"]
-
-    if not os.path.exists(os.path.join(introducer, "tahoe.cfg")):
-        create(["create-introducer", *listen_args(), introducer])
+    create(introducer, "introducer", **listening())
     happy = min(7, storage_nodes)
     total = max(min(10, storage_nodes * 2), happy)
     needed = min(3, happy)
+    shares = {"shares_needed": needed, "shares_happy": happy, "shares_total": total}
     for index, node in enumerate(nodes):
-        if not os.path.exists(os.path.join(node, "tahoe.cfg")):
-            create(["create-node", *listen_args(), "--webport=none", f"--nickname=storage{index}",
-                    f"--shares-needed={needed}", f"--shares-happy={happy}", f"--shares-total={total}", node])
-    if not os.path.exists(os.path.join(client, "tahoe.cfg")):
-        create(["create-client", f"--webport=tcp:{webport}:interface=127.0.0.1", "--nickname=client",
-                f"--shares-needed={needed}", f"--shares-happy={happy}", f"--shares-total={total}", client])
+        create(node, "node", **listening(), nickname=f"storage{index}", storage=True, **shares)
+    create(client, "client", tub_port="disabled", tub_location="disabled",
+           webport=f"tcp:{webport}:interface=127.0.0.1", nickname="client", **shares)
     return [introducer, *nodes, client]
-

@@ -36,17 +36,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from foolscap.api import Tub
-from foolscap.broker import Broker
 from foolscap.tokens import STRING
-from OpenSSL import SSL
 from twisted.internet.abstract import FileDescriptor
 from twisted.protocols.tls import BufferingTLSTransport
 
-try:
-    from OpenSSL._util import ffi as _ffi
-    from OpenSSL._util import lib as _lib
-except ImportError:  # a pyOpenSSL without these internals: Twisted's own path is used
-    _ffi = _lib = None
+from lafs import internals
 
 # A token header is at most 64 base-128 digits followed by its type byte.
 _MAX_HEADER = 65
@@ -110,14 +104,11 @@ class BulkTLSWriter:
     _scratch = bytearray()
     """Where writes are encrypted to: one buffer for all, since each write is sent or copied before the next."""
 
-    def __init__(self, tls: BufferingTLSTransport, socket: FileDescriptor) -> None:
+    def __init__(self, tls: BufferingTLSTransport, socket: FileDescriptor, handles: internals.TLSHandles) -> None:
         self._tls = tls
         self._socket = socket
         self._write_short = tls.write
-        self._connection: SSL.Connection = tls._tlsConnection
-        self._ssl = self._connection._ssl
-        self._send_bio = self._connection._from_ssl
-        self._bio_data = _ffi.new("char **")  # where BIO_get_mem_data puts a pointer we do not use
+        self._handles = handles
         bypass: Any = tls.transport
         self._write_encrypted = bypass.write  # straight to the socket's buffer, past TLS
 
@@ -125,46 +116,30 @@ class BulkTLSWriter:
     def install(cls, socket: object) -> bool:
         """Make the TLS layer of ``socket`` (a broker's transport) write through a BulkTLSWriter; False if it cannot."""
         tls = getattr(socket, "protocol", None)
-        if _lib is None or not isinstance(tls, BufferingTLSTransport) or not isinstance(socket, FileDescriptor):
+        handles = internals.bulk_tls_handles(tls, socket)
+        if handles is None or not isinstance(tls, BufferingTLSTransport) or not isinstance(socket, FileDescriptor):
             return False
-        connection = getattr(tls, "_tlsConnection", None)
-        needed = [
-            getattr(connection, "_ssl", None),
-            getattr(connection, "_from_ssl", None),
-            getattr(tls, "_aggregator", None),
-            getattr(tls, "_handshakeDone", None),
-            getattr(socket, "_tempDataLen", None),
-            getattr(socket, "dataBuffer", None),
-        ]
-        if not isinstance(connection, SSL.Connection) or None in needed:
-            return False
-        bulk = cls(tls, socket)
+        bulk = cls(tls, socket, handles)
         tls.write = bulk.write  # type: ignore[method-assign]
         return True
 
     def write(self, data: bytes) -> None:
         tls = self._tls
-        if (
-            len(data) < BULK_WRITE_MIN
-            or tls._appSendBuffer
-            or tls._lostTLSConnection
-            or (tls.disconnecting and tls._producer is None)
-            or not tls._handshakeDone
-        ):
+        if len(data) < BULK_WRITE_MIN or not internals.tls_is_idle(tls):
             self._write_short(data)
             return
-        tls._aggregator.flush()  # what was written before goes first
+        internals.flush_small_writes(tls)  # what was written before goes first
         encrypted, sent = self._encrypt(data)
         self._send(encrypted)
         if sent < len(data):
             # OpenSSL would not take the rest (say the connection failed): Twisted's path handles that.
-            tls._write(bytes(memoryview(data)[sent:]))
+            internals.write_through_tls(tls, bytes(memoryview(data)[sent:]))
 
     def _send(self, encrypted: memoryview) -> None:
         """Hand the socket as much as it takes now, and Twisted's buffer the rest (as bytes, which it insists on)."""
         socket = self._socket
         sent = 0
-        if socket.connected and not socket.disconnecting and socket.offset == len(socket.dataBuffer) and not socket._tempDataLen:
+        if socket.connected and not socket.disconnecting and internals.socket_has_nothing_unsent(socket):
             while sent < len(encrypted):
                 written = socket.writeSomeData(encrypted[sent:])  # type: ignore[arg-type]  # any buffer will do
                 if not isinstance(written, int) or written <= 0:
@@ -183,28 +158,18 @@ class BulkTLSWriter:
         room = length + (records + 1) * _MAX_RECORD_OVERHEAD
         if len(BulkTLSWriter._scratch) < room:
             BulkTLSWriter._scratch = bytearray(room)
-        used = sent = 0
-        overflow = b""
-        with _ffi.from_buffer(BulkTLSWriter._scratch) as out, _ffi.from_buffer(data) as plaintext:
-            while sent < length:
-                taken = _lib.SSL_write(self._ssl, plaintext + sent, min(length - sent, _BULK_STEP))
-                if taken <= 0:
-                    break
-                sent += taken
-                waiting = _lib.BIO_get_mem_data(self._send_bio, self._bio_data)
-                fits = min(waiting, room - used)
-                used += _lib.BIO_read(self._send_bio, out + used, fits) if fits else 0
-                if waiting > fits:  # never expected: the room is more than TLS adds
-                    overflow = self._connection.bio_read(waiting - fits)
-                    break
+        used, sent, overflow = internals.encrypt_records(self._handles, data, BulkTLSWriter._scratch, room, _BULK_STEP)
         encrypted = memoryview(BulkTLSWriter._scratch)[:used]
         if overflow:
             return memoryview(bytes(encrypted) + overflow), sent
         return encrypted, sent
 
 
-class BulkDataBroker(Broker):
-    """A Broker that receives a long string's pieces in one go and sends it without hashing it."""
+class BulkDataBroker(internals.ArgumentReleasingBroker):
+    """A Broker that receives a long string's pieces in one go and sends it without hashing it.
+
+    It lets go of a call's arguments once the call has answered (see its base class).
+    """
 
     _string_bytes_missing = 0
 
@@ -226,30 +191,12 @@ class BulkDataBroker(Broker):
             self.transport.SEND_LIMIT = SEND_LIMIT
         BulkTLSWriter.install(self.transport)
 
-    def _callFinished(self, result: Any, delivery: Any) -> None:
-        try:
-            super()._callFinished(result, delivery)
-        finally:
-            _release_arguments(delivery)
-
-    def callFailed(self, failure: Any, reqID: int, delivery: Any = None) -> None:
-        try:
-            super().callFailed(failure, reqID, delivery)
-        finally:
-            if delivery is not None:
-                _release_arguments(delivery)
-
     def initSend(self) -> None:
         super().initSend()
         self.outgoingVocabulary = VocabularyTable()
 
     def outgoingVocabTableWasReplaced(self, newTable: dict[bytes, int]) -> None:
         super().outgoingVocabTableWasReplaced(VocabularyTable(newTable))
-
-
-def _release_arguments(delivery: Any) -> None:
-    delivery.allargs.args = []
-    delivery.allargs.kwargs = {}
 
 
 class NodeTub(Tub):
@@ -260,8 +207,4 @@ class NodeTub(Tub):
 
 def winning_hint(reconnector: Any, fallback: str) -> str:
     """The connection hint a foolscap Reconnector got through on, for status lines."""
-    try:
-        hint = reconnector.getReconnectionInfo().connectionInfo.winningHint
-    except AttributeError:
-        return fallback
-    return str(hint) if hint else fallback
+    return internals.winning_hint(reconnector) or fallback

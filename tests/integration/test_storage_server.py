@@ -16,8 +16,8 @@ from lafs.core.containers import (
     MutableContainerHeader,
 )
 from lafs.core.hashes import hashed_lease_secret
+from lafs.core.sizes import SizeError, parse_abbreviated_size
 from lafs.storage import errors
-from lafs.storage.announcement import SizeError, parse_abbreviated_size
 from lafs.storage.immutable import ImmutableShare
 from lafs.storage.mutable import MutableShare
 from lafs.storage.server import STORAGE_PROTOCOL_V1, StorageServer

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from zope.interface import implementer
 
-from lafs import tub
+from lafs import internals
 from lafs.tub import (
     SEND_LIMIT,
     BulkTLSWriter,
@@ -204,7 +204,7 @@ class RefusingLibrary:
 async def test_what_openssl_refuses_in_a_long_write_goes_through_twisteds_path(monkeypatch: pytest.MonkeyPatch) -> None:
     async with connected_sink() as (sink, rref):
         payload = os.urandom(3 * 1024 * 1024)
-        monkeypatch.setattr(tub, "_lib", RefusingLibrary(tub._lib, accepted=2))
+        monkeypatch.setattr(internals, "_lib", RefusingLibrary(internals._lib, accepted=2))
         assert await rref.callRemote("take", payload) == str(len(payload)).encode()
         assert sink.received == [payload]
 

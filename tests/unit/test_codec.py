@@ -7,7 +7,7 @@ import itertools
 import json
 import platform
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,8 +15,8 @@ import zfec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lafs import isal
 from lafs.core import codec as codec_module
-from lafs.core import isal
 from lafs.core.codec import (
     CodecError,
     ZfecCodec,
@@ -89,7 +89,7 @@ ENCODINGS = st.integers(1, 12).flatmap(lambda k: st.tuples(st.just(k), st.intege
 
 
 def coded_segment(params: tuple[int, int], payload: bytes) -> tuple[ZfecCodec, bytes, list[BytesLike]]:
-    codec = ZfecCodec(*params)
+    codec = isal.codec(*params)
     segment = pad_segment(payload, codec.needed)
     return codec, segment, codec.encode(segment)
 
@@ -138,21 +138,33 @@ def test_blocks_are_zfecs_own(params: tuple[int, int], payload: bytes) -> None:
     reason="pyeclib ships ISA-L only for Linux on x86_64 and aarch64",
 )
 def test_isal_computes_the_parity_where_pyeclib_ships_it() -> None:
-    assert codec_module._parity_coder(3, 10) is not None
+    assert codec_module.checked_parity_coder(3, 10, isal.load_matrix_coder) is not None
+    assert isal.parity_coding() == "ISA-L"
+    assert isal.codec(3, 10)._parity_coder is not None
+
+
+def test_the_core_codec_alone_uses_zfec() -> None:
+    """lafs.core loads no library: without a loader passed in, zfec computes the parity."""
+    codec = ZfecCodec(3, 10)
+    assert codec._parity_coder is None
+    segment = bytes(range(255)) * 3
+    assert [bytes(block) for block in codec.encode(segment)] == zfec_blocks(3, 10, segment)
 
 
 @pytest.fixture
 def fresh_parity_coders() -> Iterator[None]:
-    codec_module._parity_coder.cache_clear()
+    codec_module.checked_parity_coder.cache_clear()
     yield
-    codec_module._parity_coder.cache_clear()
+    codec_module.checked_parity_coder.cache_clear()
 
 
 def test_zfec_computes_the_parity_without_isal(monkeypatch: pytest.MonkeyPatch, fresh_parity_coders: None) -> None:
     monkeypatch.setattr(isal, "load_matrix_coder", lambda needed, rows: None)
-    assert codec_module._parity_coder(3, 10) is None
+    assert isal.parity_coding() == "zfec"
+    codec = isal.codec(3, 10)
+    assert codec._parity_coder is None
     segment = bytes(range(255)) * 3
-    assert [bytes(block) for block in ZfecCodec(3, 10).encode(segment)] == zfec_blocks(3, 10, segment)
+    assert [bytes(block) for block in codec.encode(segment)] == zfec_blocks(3, 10, segment)
 
 
 def test_no_isal_when_no_candidate_library_loads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -167,35 +179,39 @@ def test_no_isal_when_no_candidate_library_loads(monkeypatch: pytest.MonkeyPatch
 class WrongCoder:
     """A library whose arithmetic is off by one bit."""
 
+    max_block_size = isal.MAX_BLOCK_SIZE
+
     def multiply(self, blocks: Sequence[BytesLike], wanted: Sequence[int]) -> list[bytearray]:
         return [bytearray(b ^ 1 for b in blocks[0]) for _ in wanted]
 
 
 def test_blocks_too_long_for_isal_are_coded_by_zfec(monkeypatch: pytest.MonkeyPatch) -> None:
-    codec = ZfecCodec(3, 10)
-    monkeypatch.setattr(codec, "_parity_coder", WrongCoder())
-    monkeypatch.setattr(isal, "MAX_BLOCK_SIZE", 50)
+    codec = isal.codec(3, 10)
+    coder = WrongCoder()
+    coder.max_block_size = 50
+    monkeypatch.setattr(codec, "_parity_coder", coder)
     segment = bytes(range(200)) * 3
     assert [bytes(block) for block in codec.encode(segment)] == zfec_blocks(3, 10, segment)
 
 
 def test_a_library_that_disagrees_with_zfec_is_not_used(monkeypatch: pytest.MonkeyPatch, fresh_parity_coders: None) -> None:
     monkeypatch.setattr(isal, "load_matrix_coder", lambda needed, rows: WrongCoder())
-    assert codec_module._parity_coder(2, 5) is None
+    assert codec_module.checked_parity_coder(2, 5, isal.load_matrix_coder) is None
     segment = bytes(range(200))
-    assert [bytes(block) for block in ZfecCodec(2, 5).encode(segment)] == zfec_blocks(2, 5, segment)
+    assert [bytes(block) for block in isal.codec(2, 5).encode(segment)] == zfec_blocks(2, 5, segment)
 
 
 ORACLE = json.loads((Path(__file__).parent / "data" / "crypto_codec_vectors.json").read_text())
 
 
+@pytest.mark.parametrize("make_codec", [ZfecCodec, isal.codec], ids=["zfec", "isal"])
 @pytest.mark.parametrize("case", ORACLE["cases"], ids=lambda c: f"{c['size']}-{c['needed']}-{c['total']}")
-def test_blocks_match_real_tahoe(case: dict[str, object]) -> None:
+def test_blocks_match_real_tahoe(case: dict[str, object], make_codec: Callable[[int, int], ZfecCodec]) -> None:
     size, needed, total = case["size"], case["needed"], case["total"]
     assert isinstance(size, int) and isinstance(needed, int) and isinstance(total, int)
     segment = pad_segment(bytes((7 * i + 3) % 256 for i in range(size)), needed)
     assert codec_params(len(segment), needed, total).decode() == case["params"]
-    blocks = ZfecCodec(needed, total).encode(segment)
+    blocks = make_codec(needed, total).encode(segment)
     assert {len(block) for block in blocks} == {case["block_size"]}
     assert [hashlib.sha256(block).hexdigest() for block in blocks] == case["block_sha256"]
     # Decoding from the last k blocks (all parity when N >= 2k) gives the segment back.

@@ -1,4 +1,4 @@
-"""lafs.core is pure: it imports no twisted or foolscap and does no I/O."""
+"""lafs.core is pure: it imports no twisted or foolscap, does no I/O and loads no shared library."""
 
 import ast
 import pathlib
@@ -8,14 +8,14 @@ import pytest
 import lafs.core
 
 CORE_DIR = pathlib.Path(lafs.core.__file__).parent
-FORBIDDEN_MODULES = {"twisted", "foolscap", "socket", "subprocess", "os", "io", "shutil", "pathlib", "tempfile", "urllib", "http", "asyncio", "threading", "time", "random", "secrets"}
+FORBIDDEN_MODULES = {"twisted", "foolscap", "socket", "subprocess", "os", "io", "shutil", "pathlib", "tempfile", "urllib", "http", "asyncio", "threading", "time", "random", "secrets", "ctypes", "cffi"}
 FORBIDDEN_CALLS = {"open", "print", "input"}
 CORE_MODULES = sorted(CORE_DIR.rglob("*.py"))
 
 
 @pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: p.name)
 def test_core_module_is_pure(path: pathlib.Path) -> None:
-    """No I/O modules, no clocks or randomness (they are passed in), no open()/print()."""
+    """No I/O modules, no clocks or randomness (they are passed in), no dlopen, no open()/print()."""
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

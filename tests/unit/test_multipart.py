@@ -71,3 +71,10 @@ def test_the_boundary_comes_from_the_content_type() -> None:
 def test_malformed_bodies_are_refused_with_a_reason(body: bytes, message: str) -> None:
     with pytest.raises(MultipartError, match=message):
         parts_of(body)
+
+
+def test_file_names_keep_angle_brackets_and_escaped_quotes() -> None:
+    body = build([("file", "<>", b"x")])
+    assert parts_of(body) == [("file", "<>", b"x")]
+    escaped = body.replace(b'filename="<>"', b'filename="a\\"b"')
+    assert parts_of(escaped) == [("file", 'a"b', b"x")]

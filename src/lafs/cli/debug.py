@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lafs.cli.main import CommandIO, UsageError
+from lafs.cli.common import CommandIO, UsageError
 from lafs.core import base32, caps
 
 _TITLES = {

@@ -12,7 +12,7 @@ import time
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
 
-from lafs.cli.main import CommandIO, UsageError
+from lafs.cli.common import CommandIO, UsageError
 from lafs.core.errors import LafsError
 
 CHUNK = 1024 * 1024

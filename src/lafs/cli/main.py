@@ -11,28 +11,13 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from typing import TextIO
-
-import attrs
 
 import lafs
+from lafs.cli.common import CommandIO, UsageError
 from lafs.core.errors import LafsError
 
 # Modules that contribute subcommands, in the order their help lists them.
 COMMAND_MODULES: tuple[str, ...] = ("lafs.cli.node_commands", "lafs.cli.file_commands", "lafs.cli.debug")
-
-
-@attrs.define
-class CommandIO:
-    """Where a command handler writes; tests pass StringIO objects."""
-
-    stdout: TextIO
-    stderr: TextIO
-    stdin: TextIO = attrs.field(factory=lambda: sys.stdin)
-
-
-class UsageError(LafsError):
-    """Arguments that parse but make no sense together; reported like argparse errors (exit 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,7 +57,7 @@ def version_text() -> str:
     import twisted
     import zfec
 
-    from lafs.core.codec import parity_coding
+    from lafs.isal import parity_coding
 
     return "\n".join(
         [

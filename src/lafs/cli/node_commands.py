@@ -13,13 +13,10 @@ import sys
 import time
 from typing import Any
 
-import yaml
-
-from lafs.cli.main import CommandIO, UsageError
+from lafs import nodedir
+from lafs.cli.common import CommandIO, UsageError
 from lafs.core.errors import LafsError
-
-DEFAULT_WEBPORT = "tcp:3456:interface=127.0.0.1"
-PID_FILE = "running.process"
+from lafs.nodedir import DEFAULT_WEBPORT, PID_FILE
 
 
 class NodeCommandError(LafsError):
@@ -124,63 +121,40 @@ def _listen_settings(options: argparse.Namespace, kind: str) -> tuple[str, str]:
     if bool(options.port) != bool(options.location):
         raise UsageError("--port and --location must be given together")
     if options.hostname:
-        port = _free_tcp_port()
+        port = nodedir.free_port()
         return f"tcp:{port}", f"tcp:{options.hostname}:{port}"
     if options.port:
         return options.port, options.location
     raise UsageError("--listen=tcp requires --hostname=, or --port= and --location=")
 
 
-def _free_tcp_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tahoe_cfg(options: argparse.Namespace, kind: str, tub_port: str, tub_location: str) -> str:
+def _settings(options: argparse.Namespace, kind: str, tub_port: str, tub_location: str) -> nodedir.NodeSettings:
     webport = options.webport if options.webport and options.webport.lower() != "none" else ""
-    nickname = options.nickname or ""
-    lines = [
-        "# Settings of this Tahoe-LAFS node (read at start-up).",
-        "# The keys are those of Tahoe-LAFS 1.20; see its docs/configuration.rst.",
-        "",
-        "[node]",
-        f"nickname = {nickname}",
-        f"reveal-IP-address = {'false' if options.hide_ip else 'true'}",
-        f"web.port = {webport}",
-        "web.static = public_html",
-        f"tub.port = {tub_port}",
-        f"tub.location = {tub_location}",
-        "",
-    ]
-    if kind != "introducer":
-        storage = kind == "node" and not getattr(options, "no_storage", False)
-        lines += [
-            "[client]",
-            "helper.furl =",
-            "",
-            "# Encoding for newly uploaded files: any `shares.needed` of `shares.total`",
-            "# shares recover a file; uploads need `shares.happy` distinct servers.",
-            f"shares.needed = {options.shares_needed}",
-            f"shares.happy = {options.shares_happy}",
-            f"shares.total = {options.shares_total}",
-            "",
-            "[storage]",
-            f"enabled = {'true' if storage else 'false'}",
-            "reserved_space = 1G",
-        ]
-        if options.storage_dir:
-            lines.append(f"storage_dir = {os.path.abspath(options.storage_dir)}")
-        lines += ["", "[helper]", f"enabled = {'true' if options.helper else 'false'}", ""]
-    return "\n".join(lines) + "\n"
+    if kind == "introducer":
+        return nodedir.NodeSettings(
+            kind, tub_port, tub_location, nickname=options.nickname or "", webport=webport, hide_ip=options.hide_ip
+        )
+    return nodedir.NodeSettings(
+        kind,
+        tub_port,
+        tub_location,
+        nickname=options.nickname or "",
+        webport=webport,
+        hide_ip=options.hide_ip,
+        introducer_furl=options.introducer,
+        shares_needed=options.shares_needed,
+        shares_happy=options.shares_happy,
+        shares_total=options.shares_total,
+        storage=kind == "node" and not getattr(options, "no_storage", False),
+        storage_dir=os.path.abspath(options.storage_dir) if options.storage_dir else None,
+        helper=options.helper,
+    )
 
 
 def create_command(options: argparse.Namespace, io: CommandIO) -> int:
     kind = options.node_type
     basedir = _basedir(options)
-    if os.path.exists(basedir) and os.listdir(basedir):
+    if not nodedir.is_free_for_a_node(basedir):
         raise NodeCommandError(f"the directory {basedir!r} already exists and is not empty; refusing to overwrite it")
     if kind != "introducer":
         needed, happy, total = options.shares_needed, options.shares_happy, options.shares_total
@@ -191,15 +165,7 @@ def create_command(options: argparse.Namespace, io: CommandIO) -> int:
         if options.introducer and "#" in options.introducer:
             raise UsageError("the introducer fURL may not contain '#'")
     tub_port, tub_location = _listen_settings(options, "client" if kind == "client" else kind)
-    os.makedirs(os.path.join(basedir, "private"), mode=0o700, exist_ok=True)
-    with open(os.path.join(basedir, "tahoe.cfg"), "w", encoding="utf-8") as f:
-        f.write(_tahoe_cfg(options, kind, tub_port, tub_location))
-    marker = "tahoe-introducer.tac" if kind == "introducer" else "tahoe-client.tac"
-    with open(os.path.join(basedir, marker), "w", encoding="utf-8") as f:
-        f.write("# This node directory is run with 'tahoe run'.\nimport sys\nsys.exit(1)\n")
-    if kind != "introducer" and options.introducer:
-        with open(os.path.join(basedir, "private", "introducers.yaml"), "w", encoding="utf-8") as f:
-            yaml.safe_dump({"introducers": {"default": {"furl": options.introducer}}}, f, default_flow_style=False)
+    nodedir.create_node_directory(basedir, _settings(options, kind, tub_port, tub_location))
     what = "Introducer" if kind == "introducer" else "Node"
     io.stdout.write(f"{what} created in {basedir!r}\n")
     if kind != "introducer" and not options.nickname:
@@ -211,7 +177,7 @@ def create_command(options: argparse.Namespace, io: CommandIO) -> int:
 
 
 def _check_node_dir(basedir: str) -> None:
-    if not os.path.isfile(os.path.join(basedir, "tahoe.cfg")):
+    if not os.path.isfile(os.path.join(basedir, nodedir.CONFIG_FILE)):
         raise NodeCommandError(f"{basedir!r} does not look like a node directory (no tahoe.cfg)")
 
 
@@ -290,8 +256,7 @@ def _last_line(path: str) -> str:
 
 
 def _node_ready(basedir: str) -> bool:
-    ready = os.path.join(basedir, "logs", "ready")
-    return os.path.exists(ready)
+    return os.path.exists(os.path.join(basedir, nodedir.READY_MARKER))
 
 
 def stop_command(options: argparse.Namespace, io: CommandIO) -> int:
@@ -325,7 +290,7 @@ def local_grid_command(options: argparse.Namespace, io: CommandIO) -> int:
     if options.storage_nodes < 1:
         raise UsageError("--storage-nodes must be at least 1")
     base = os.path.abspath(os.path.expanduser(options.directory))
-    node_dirs = create_local_grid(base, options.storage_nodes, options.webport, io)
+    node_dirs = create_local_grid(base, options.storage_nodes, options.webport)
     io.stdout.write(f"starting a local grid in {base}: 1 introducer, {options.storage_nodes} storage nodes, 1 client\n")
     code = run_nodes(
         node_dirs,

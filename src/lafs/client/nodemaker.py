@@ -7,6 +7,7 @@ from typing import Any
 
 from lafs.client.nodes import DataSource, Sink
 from lafs.core import caps
+from lafs.core.codec import ZfecCodec
 from lafs.core.errors import LafsError
 from lafs.core.hashes import Sha256dHasher
 from lafs.core.params import ClientSecrets, EncodingParameters
@@ -143,12 +144,20 @@ class NodeMaker:
     """Makes nodes from caps, and uploads new files, for the web gateway and the frontends."""
 
     def __init__(
-        self, *, servers_for: ServersFor, params: EncodingParameters, secrets: ClientSecrets, workers: Workers
+        self,
+        *,
+        servers_for: ServersFor,
+        params: EncodingParameters,
+        secrets: ClientSecrets,
+        workers: Workers,
+        codec_factory: Callable[[int, int], ZfecCodec] = ZfecCodec,
     ) -> None:
+        """``codec_factory(needed, total)`` makes the uploads' erasure codec (``lafs.isal.codec`` where ISA-L loads)."""
         self._servers_for = servers_for
         self.params = params
         self._secrets = secrets
         self._workers = workers
+        self._codec_factory = codec_factory
 
     def node_from_string(self, cap_text: str) -> Node:
         """The node for a cap string; a malformed cap raises ``caps.CapError``."""
@@ -178,6 +187,7 @@ class NodeMaker:
             lease_secret=self._secrets.lease_secret,
             workers=self._workers,
             convergent_key_hint=key_hint,
+            codec_factory=self._codec_factory,
         )
         node = self.node_from_cap(result.cap)
         assert isinstance(node, LiteralFileNode | ImmutableFileNode)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import attrs
 import zfec
 
-from lafs.core import isal
 from lafs.core.errors import FormatError
 from lafs.core.hashes import BytesLike
 
@@ -134,16 +134,34 @@ _PROBE_BLOCK_SIZE = 257
 """Long enough for ISA-L's SIMD loops, with a ragged tail."""
 
 
+class ParityCoder(Protocol):
+    """Multiplies k equal-length blocks by rows of a fixed k-column matrix over GF(2^8), zfec's field."""
+
+    max_block_size: int
+    """Longer blocks are left to zfec."""
+
+    def multiply(self, blocks: Sequence[BytesLike], wanted: Sequence[int]) -> list[bytearray]:
+        """Row ``r`` of the matrix times ``blocks``, for each ``r`` in ``wanted``."""
+        ...
+
+
+ParityCoderLoader = Callable[[int, Sequence[bytes]], ParityCoder | None]
+"""Makes a ParityCoder for k (``needed``) and the matrix's rows, or None where it cannot (say no library loads)."""
+
+
 @functools.cache
-def _parity_coder(needed: int, total: int) -> isal.MatrixCoder | None:
-    """ISA-L multiplying by zfec's parity rows, if it loads and agrees with zfec on a probe."""
+def checked_parity_coder(needed: int, total: int, load: ParityCoderLoader) -> ParityCoder | None:
+    """What ``load`` makes for zfec's parity rows, if it agrees with zfec on a probe; else None.
+
+    Cached, so the probe runs (and a coder builds its tables) once per process and encoding.
+    """
     if needed == total:
         return None
     encoder = zfec.Encoder(needed, total)
     parity = list(range(needed, total))
     # zfec is linear: coding the k unit vectors gives each parity block's coefficients.
     units = [bytes(int(row == column) for column in range(needed)) for row in range(needed)]
-    coder = isal.load_matrix_coder(needed, [bytes(row) for row in encoder.encode(units, parity)])
+    coder = load(needed, [bytes(row) for row in encoder.encode(units, parity)])
     if coder is None:
         return None
     probe = [bytes((index * 131 + offset * 29 + 7) % 256 for offset in range(_PROBE_BLOCK_SIZE)) for index in range(needed)]
@@ -153,25 +171,21 @@ def _parity_coder(needed: int, total: int) -> isal.MatrixCoder | None:
     return coder
 
 
-def parity_coding() -> str:
-    """Which library computes parity blocks in this process: ``"ISA-L"`` or ``"zfec"``."""
-    return "zfec" if _parity_coder(3, 10) is None else "ISA-L"
-
-
 class ZfecCodec:
     """k-of-N Reed-Solomon coding of one segment into N blocks (systematic: blocks 0..k-1 are the data).
 
-    zfec's code, byte for byte; its parity blocks are computed by ISA-L where
-    that library is available (see `lafs.core.isal`), by zfec otherwise.
+    zfec's code, byte for byte.  Its parity blocks are computed by zfec, or by
+    the coder ``load_parity_coder`` makes if that agrees with zfec (`lafs.isal`
+    has one: core does not load libraries itself).
     """
 
-    def __init__(self, needed: int, total: int) -> None:
+    def __init__(self, needed: int, total: int, load_parity_coder: ParityCoderLoader | None = None) -> None:
         check_encoding(needed, total)
         self.needed = needed
         self.total = total
         self._encoder = zfec.Encoder(needed, total)
         self._decoder = zfec.Decoder(needed, total)
-        self._parity_coder = _parity_coder(needed, total)
+        self._parity_coder = None if load_parity_coder is None else checked_parity_coder(needed, total, load_parity_coder)
 
     def encode(self, segment: BytesLike, numbers: Sequence[int] | None = None) -> list[BytesLike]:
         """Blocks ``numbers`` (default all N, in order) of a segment whose length is a multiple of k.
@@ -187,7 +201,7 @@ class ZfecCodec:
         block_size = len(segment) // self.needed
         view = memoryview(segment)
         primary = [view[i * block_size : (i + 1) * block_size] for i in range(self.needed)]
-        if self._parity_coder is None or block_size > isal.MAX_BLOCK_SIZE:
+        if self._parity_coder is None or block_size > self._parity_coder.max_block_size:
             return list(self._encoder.encode(primary, wanted))
         parity_numbers = [number for number in wanted if number >= self.needed]
         parity = iter(self._parity_coder.multiply(primary, [number - self.needed for number in parity_numbers]))

@@ -182,13 +182,14 @@ async def upload_immutable(
     lease_secret: bytes,
     workers: Workers,
     convergent_key_hint: bytes | None = None,
-    codec: ZfecCodec | None = None,
+    codec_factory: Callable[[int, int], ZfecCodec] = ZfecCodec,
 ) -> UploadResult:
     """Upload ``source``; return its cap.  ``servers_for(storage_index)`` gives servers in permuted order.
 
     ``convergent_key_hint`` is the key a ``convergence_hasher_for`` hasher gave for
     these very bytes (e.g. hashed while they arrived), saving a pass over the file;
-    it is used only for convergent uploads.
+    it is used only for convergent uploads.  ``codec_factory(needed, total)`` makes the
+    erasure codec: plain zfec unless the caller has a faster parity coder (`lafs.isal`).
     """
     size = source.size
     if size <= caps.LIT_SIZE_THRESHOLD:
@@ -196,7 +197,7 @@ async def upload_immutable(
     started = time.monotonic()
     key = await choose_key(source, params, convergence_secret, workers, convergent_key_hint)
     plan = UploadPlan.make(size, key, params, lease_secret)
-    encoder = SegmentEncoder(plan, source, codec or ZfecCodec(params.needed, params.total), workers)
+    encoder = SegmentEncoder(plan, source, codec_factory(params.needed, params.total), workers)
     # Encoding needs no servers: the first run is encoded while the shares are placed.
     first_run = encoder.encode_run(0)
     try:

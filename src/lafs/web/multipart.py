@@ -8,8 +8,10 @@ file part is uploaded straight from its byte range of the spool.
 
 from __future__ import annotations
 
+import email.message
 import email.parser
 import email.policy
+import email.utils
 import itertools
 from collections.abc import Callable, Iterator
 
@@ -81,10 +83,27 @@ def _part(headers: bytes, start: int, end: int) -> FormPart:
     message = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(headers)
     if message.get_content_disposition() != "form-data":
         raise MultipartError("every part of a form upload needs 'Content-Disposition: form-data'")
-    name = message.get_param("name", header="content-disposition")
-    if not isinstance(name, str):
+    name = _disposition_param(message, "name")
+    if name is None:
         raise MultipartError("a part of the form upload has no field name")
-    return FormPart(name, message.get_filename(), start, end)
+    return FormPart(name, _disposition_param(message, "filename"), start, end)
+
+
+def _disposition_param(message: email.message.Message, key: str) -> str | None:
+    """A Content-Disposition parameter as sent.
+
+    The email package's own unquoting also strips a pair of angle brackets
+    (it reads them as an address), which would turn a file named ``<>`` into
+    one named ``""``; only the double quotes are the header's.
+    """
+    value = message.get_param(key, header="content-disposition", unquote=False)
+    if isinstance(value, tuple):  # RFC 2231 encoded: already decoded parts
+        return email.utils.collapse_rfc2231_value(value)
+    if not isinstance(value, str):
+        return None
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1].replace('\\\\', '\\').replace('\\"', '"')
+    return value
 
 
 def _delimiters(read: Callable[[int, int], bytes], size: int, delimiter: bytes, scan_bytes: int) -> Iterator[int]:

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from lafs import internals
 from lafs.client.nodes import FileSource
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
@@ -143,7 +144,7 @@ class GatewayRequest(Request):
         super().gotLength(length)
         # The channel knows the method before the body arrives; the request learns it only after.
         channel: Any = self.channel
-        method = getattr(channel, "_command", None)
+        method = internals.channel_method(channel)
         if length is None or length <= LIT_SIZE_THRESHOLD or method != b"PUT":
             return
         node_maker = channel.site.context.node_maker

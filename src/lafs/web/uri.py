@@ -17,6 +17,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from lafs import internals
 from lafs.client.nodemaker import (
     CapOnlyNode,
     Node,
@@ -80,7 +81,7 @@ def _run(request: Any, work: Any) -> int:
         else:
             log.failure("web request failed", failure)
             code, message = http.INTERNAL_SERVER_ERROR, f"internal error: {error!r}"
-        if request.finished or request._disconnected:
+        if request.finished or internals.request_disconnected(request):
             return
         if request.startedWriting:
             # Headers are gone; all we can do is cut the response short.

@@ -7,6 +7,10 @@ lookup table; ISA-L does the same arithmetic in the same field (polynomial
 byte-identical parity (the codec checks a probe before trusting it).
 Decoding stays with zfec.
 
+Here, not in ``lafs.core``, because loading a shared library is I/O; the
+layers that encode (the client's uploader) pass `codec` or
+`load_matrix_coder` into ``lafs.core.codec``.
+
 The library is looked for as a system ``libisal.so.2`` and then in the copy
 the ``pyeclib`` wheel ships (Linux).  Where neither loads,
 `load_matrix_coder` returns None and zfec computes the parity itself: slower,
@@ -22,6 +26,7 @@ from typing import Any
 
 import cffi
 
+from lafs.core.codec import ZfecCodec, checked_parity_coder
 from lafs.core.hashes import BytesLike
 
 _DECLARATIONS = """
@@ -65,6 +70,8 @@ def _library() -> tuple[Any, Any] | None:
 
 class MatrixCoder:
     """Multiplies k equal-length blocks by rows of a fixed k-column coefficient matrix over GF(2^8)."""
+
+    max_block_size = MAX_BLOCK_SIZE
 
     def __init__(self, ffi: Any, lib: Any, needed: int, rows: Sequence[bytes]) -> None:
         self._ffi = ffi
@@ -114,3 +121,13 @@ def load_matrix_coder(needed: int, rows: Sequence[bytes]) -> MatrixCoder | None:
     """A coder for the k-column matrix ``rows``, or None where ISA-L cannot be loaded."""
     loaded = _library()
     return None if loaded is None else MatrixCoder(*loaded, needed, rows)
+
+
+def codec(needed: int, total: int) -> ZfecCodec:
+    """A k-of-N codec whose parity blocks ISA-L computes where it loads (zfec where not): same blocks."""
+    return ZfecCodec(needed, total, load_matrix_coder)
+
+
+def parity_coding() -> str:
+    """Which library computes parity blocks for `codec` in this process: ``"ISA-L"`` or ``"zfec"``."""
+    return "zfec" if checked_parity_coder(3, 10, load_matrix_coder) is None else "ISA-L"
