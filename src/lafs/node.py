@@ -250,7 +250,7 @@ class Node(service.MultiService):
         from lafs.storage.server import StorageServer
 
         storage_dir = self.config.get("storage", "storage_dir") or self.config.path("storage")
-        self.storage_server = StorageServer(
+        self.storage_server = StorageServer.on_disk(
             os.path.expanduser(storage_dir),
             self.nodeid,
             reserved_space=self.config.get_size("storage", "reserved_space", 0),
