@@ -55,6 +55,11 @@ class MemoryBackend:
         self.incoming: set[MemoryIncomingShare] = set()
         """Uploads under way, so tests can see that nothing partial is left."""
 
+    @property
+    def used(self) -> int:
+        """Bytes of share data held, finished and incoming."""
+        return self._used
+
     def space(self) -> SpaceStats:
         if self.capacity is None:
             return SpaceStats(total=None, free=None)
