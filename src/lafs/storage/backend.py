@@ -23,6 +23,10 @@ Every method that may do I/O is ``async``.  ``space()`` alone is synchronous:
 cannot know its free space reports ``None`` (the server then advertises
 2**64, as Tahoe does).
 
+There is no "remove empty directories" call: containers that exist only to
+hold shares (Tahoe's bucket directories) are the backend's to tidy, inside
+``commit``, ``abort`` and ``delete_share``, so the server never learns of them.
+
 Callers pass validated storage indexes (16 bytes) and share numbers (0..255).
 A backend reports a failing medium (full disk, I/O error) as
 ``DiskError`` naming the share, and an unknown share as ``NoSuchShareError``.
