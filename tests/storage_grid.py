@@ -54,7 +54,7 @@ async def start_storage_server(basedir: Path, nickname: str, **server_options: A
     from lafs.core import base32
 
     nodeid = base32.a2b(tub.getTubID())
-    server = StorageServer(str(basedir / "storage"), nodeid, **server_options)
+    server = StorageServer.on_disk(str(basedir / "storage"), nodeid, **server_options)
     server.setServiceParent(tub)
     furl = tub.registerReference(FoolscapStorageServer(server))
     seed_key = crypto.ed25519_generate()

@@ -278,7 +278,7 @@ def _add_client(node: Node, config: NodeConfig, identity: NodeIdentity, tub: Nod
 
 def _add_storage(node: Node, config: NodeConfig, identity: NodeIdentity, nodeid: bytes, reactor: Any) -> None:
     settings = config.storage
-    server = StorageServer(
+    server = StorageServer.on_disk(
         settings.storage_dir,
         nodeid,
         reserved_space=settings.reserved_space,

@@ -55,7 +55,9 @@ class Grid:
         clock = Clock()
         clock.advance(1_700_000_000)
         self.clients = [
-            InProcessStorageClient(StorageServer(str(base / f"s{i}"), bytes([i]) * 20, clock=clock), f"v0-server{i:02d}")
+            InProcessStorageClient(
+                StorageServer.on_disk(str(base / f"s{i}"), bytes([i]) * 20, clock=clock), f"v0-server{i:02d}"
+            )
             for i in range(count)
         ]
 
@@ -68,7 +70,7 @@ class Grid:
         encoded = base32.b2a(storage_index)
         found = []
         for client in self.clients:
-            bucket = Path(client.server.shares_dir) / encoded[:2] / encoded
+            bucket = Path(client.server.backend.shares_dir) / encoded[:2] / encoded
             found += sorted(bucket.glob("[0-9]*"))
         return found
 
@@ -226,7 +228,7 @@ async def test_corrupt_shares_are_detected_and_reported(grid: Grid) -> None:
         raw[12 + 0x24 + 100] ^= 0xFF
         path.write_bytes(bytes(raw))
     assert await download(grid, cap) == data
-    reports = [p for c in grid.clients for p in Path(c.server.corruption_dir).iterdir()]
+    reports = [p for c in grid.clients for p in Path(c.server.backend.corruption_dir).iterdir()]
     assert reports, "corrupt shares were not reported with advise_corrupt_share"
     assert all("report: Share Corruption" in p.read_text() for p in reports)
 
@@ -251,7 +253,7 @@ async def test_upload_fails_when_happiness_cannot_be_met(grid: Grid) -> None:
     with pytest.raises(UploadUnhappinessError, match="only 6 server"):
         await upload(grid, os.urandom(2 * SEGMENT))
     # Nothing partial is left visible on the servers that were up.
-    assert all(not c.server.get_buckets(b"x" * 16) for c in grid.clients[4:])
+    assert all([not await c.server.get_buckets(b"x" * 16) for c in grid.clients[4:]])
 
 
 @pytest_twisted.ensureDeferred
@@ -296,7 +298,7 @@ async def test_a_file_that_shrinks_during_upload_fails_clearly_and_leaves_no_sha
             workers=WORKERS,
         )
     for client in grid.clients:
-        incoming = Path(client.server.incoming_dir)
+        incoming = Path(client.server.backend.incoming_dir)
         assert not [path for path in incoming.rglob("*") if path.is_file()]
 
 
@@ -346,15 +348,14 @@ def test_file_source_reads_a_stream(tmp_path: Path) -> None:
 @pytest_twisted.ensureDeferred
 async def test_each_server_gets_its_own_lease_secrets(grid: Grid) -> None:
     from lafs.core.hashes import hashed_lease_secret
-    from lafs.storage.immutable import ImmutableShare
 
     cap = await upload(grid, os.urandom(2 * SEGMENT))
     assert isinstance(cap, caps.CHKFileCap)
     si = cap.get_storage_index()
     file_renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(LEASE), si)
     for client in grid.clients:
-        for reader in client.server.get_buckets(si).values():
-            lease = ImmutableShare(reader.share.path).leases()[0]
+        for shnum in await client.server.get_buckets(si):
+            lease = (await client.server.backend.get_leases(si, shnum)).leases[0]
             expected = hashes.bucket_renewal_secret_hash(file_renew, client.server.nodeid)
             assert lease.renew_secret == hashed_lease_secret(expected)
 

@@ -35,7 +35,7 @@ class RestartableServer:
 
     def start(self) -> None:
         self.tub = listening_tub(self.basedir / "node.pem", self.port)
-        server = StorageServer(str(self.basedir / "storage"), base32.a2b(self.tub.getTubID()))
+        server = StorageServer.on_disk(str(self.basedir / "storage"), base32.a2b(self.tub.getTubID()))
         server.setServiceParent(self.tub)
         furl_file = self.basedir / "storage.furl"
         self.furl = self.tub.registerReference(

@@ -47,7 +47,7 @@ class ServerUnderTest:
 @asynccontextmanager
 async def server_under_test(kind: str, basedir: Path) -> AsyncIterator[ServerUnderTest]:
     if kind == "in-process":
-        server = StorageServer(str(basedir / "storage"), b"\x01" * 20)
+        server = StorageServer.on_disk(str(basedir / "storage"), b"\x01" * 20)
         fake = InProcessStorageClient(server, "v0-in-process")
 
         async def stop_fake() -> None:
@@ -145,13 +145,12 @@ async def test_leases_and_corruption_reports(kind: str, tmp_path: Path) -> None:
         await upload_share(s.client, si, 3, b"d" * 50)
         await s.client.add_lease(si, b"R" * 32, b"C" * 32)
         await s.client.add_lease(os.urandom(16), RENEW, CANCEL)  # no shares: nothing happens
-        share = s.server._immutable_shares(si)[0][1]
-        assert len(share.leases()) == 2
+        assert len((await s.server.backend.get_leases(si, 3)).leases) == 2
         readers = await s.client.get_buckets(si)
         await readers[3].advise_corrupt_share(b"bad block 0")
         await s.client.advise_corrupt_share(b"immutable", si, 3, b"bad block 1")
         await s.client.advise_corrupt_share(b"immutable", si, 7, b"a share it lacks")
-        reports = sorted(os.listdir(s.server.corruption_dir))
+        reports = sorted(os.listdir(s.server.backend.corruption_dir))  # type: ignore[attr-defined]
         assert len(reports) == 2
 
 

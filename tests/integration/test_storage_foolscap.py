@@ -54,7 +54,7 @@ async def test_upload_and_read_over_foolscap(tmp_path: Path) -> None:
         assert set(readers) == {0, 1}
         assert await call(readers[1], "read", 10, 5) == b"\x01" * 5
         await call(readers[1], "advise_corrupt_share", b"test report")
-        assert len(os.listdir(server.server.corruption_dir)) == 1
+        assert len(os.listdir(server.server.backend.corruption_dir)) == 1
         ok, reads = await call(
             rref,
             "slot_testv_and_readv_and_writev",
@@ -161,14 +161,14 @@ async def test_dropped_uploader_leaves_nothing_visible(tmp_path: Path) -> None:
     _, writers = await call(rref, "allocate_buckets", si, RENEW, CANCEL, {0, 1}, 100000, Canary())
     await call(writers[0], "write", 0, b"x" * 50000)
     await client_tub.stopService()  # the uploader's connection drops mid-upload
-    incoming = os.path.join(server.server.incoming_dir, base32.b2a(si)[:2])
+    incoming = os.path.join(server.server.backend.incoming_dir, base32.b2a(si)[:2])
     for _ in range(50):
         if not os.path.exists(incoming):
             break
         await sleep(0.1)
     try:
         assert not os.path.exists(incoming)
-        assert server.server.get_buckets(si) == {}
+        assert await server.server.get_buckets(si) == {}
         # The share numbers are free again for the next uploader.
         client_tub, rref = await connect(server)
         already, writers = await call(

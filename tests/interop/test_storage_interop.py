@@ -47,10 +47,9 @@ def real_cli(client: harness.RealNode, *args: str) -> Any:
     return in_thread(harness.run_tahoe, "-d", str(client.basedir), *args)
 
 
-def check_lease_secrets(servers: list[RunningServer], client: harness.RealNode, cap: str) -> None:
+async def check_lease_secrets(servers: list[RunningServer], client: harness.RealNode, cap: str) -> None:
     """The real client's per-server lease secrets are exactly the ones our uploader derives."""
     from lafs.core import base32, caps, hashes
-    from lafs.storage.immutable import ImmutableShare
 
     lease_secret = base32.a2b(client.read_private("secret"))
     storage_index = caps.from_string_strict(cap).get_storage_index()
@@ -58,9 +57,10 @@ def check_lease_secrets(servers: list[RunningServer], client: harness.RealNode, 
     file_renew = hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index)
     checked = 0
     for server in servers:
-        for reader in server.server.get_buckets(storage_index).values():
+        for shnum in await server.server.get_buckets(storage_index):
             expected = hashes.bucket_renewal_secret_hash(file_renew, server.tubid)
-            assert ImmutableShare(reader.share.path).leases()[0].renew_secret == hashes.hashed_lease_secret(expected)
+            leases = await server.server.backend.get_leases(storage_index, shnum)
+            assert leases.leases[0].renew_secret == hashes.hashed_lease_secret(expected)
             checked += 1
     assert checked >= NEEDED
 
@@ -81,7 +81,7 @@ async def test_real_client_stores_and_reads_on_our_servers(tahoe_oracle: Path, t
             out = tmp_path / f"out-{size}"
             await real_cli(client, "get", cap, str(out))
             assert out.read_bytes() == source.read_bytes()
-            check_lease_secrets(servers, client, cap)
+            await check_lease_secrets(servers, client, cap)
 
         first, second = tmp_path / "m1", tmp_path / "m2"
         first.write_bytes(b"first version " * 100)

@@ -51,3 +51,7 @@ class MutableTooLargeError(StorageError):
 
 class DiskError(StorageError):
     """The server's disk failed a read or write (for example, it is full)."""
+
+
+class NoSuchShareError(StorageError):
+    """A request for a share the server does not hold."""

@@ -12,12 +12,16 @@ STORAGE_INDEX_SIZE = 16
 _SHARE_NAME = re.compile(r"\A[0-9]+\Z")
 
 
-def storage_index_to_dir(storage_index: bytes) -> str:
-    """``<2-char prefix>/<b32 storage index>`` for a valid 16-byte storage index."""
+def check_storage_index(storage_index: bytes) -> bytes:
     if not isinstance(storage_index, bytes) or len(storage_index) != STORAGE_INDEX_SIZE:
         size = len(storage_index) if isinstance(storage_index, bytes) else "non-bytes"
         raise BadStorageIndexError(f"a storage index must be {STORAGE_INDEX_SIZE} bytes, got {size}")
-    encoded = base32.b2a(storage_index)
+    return storage_index
+
+
+def storage_index_to_dir(storage_index: bytes) -> str:
+    """``<2-char prefix>/<b32 storage index>`` for a valid 16-byte storage index."""
+    encoded = base32.b2a(check_storage_index(storage_index))
     return os.path.join(encoded[:2], encoded)
 
 

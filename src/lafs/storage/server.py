@@ -1,19 +1,20 @@
-"""The storage server: Tahoe's disk layout, share containers, leases and space accounting.
+"""The storage server: Tahoe's storage protocol over a share backend.
 
 Methods mirror ``RIStorageServer`` with plain Python values; the foolscap
-adapter in ``foolscap_server`` puts them on the wire.  Disk operations are
-small and synchronous, as in Tahoe.
+adapter in ``foolscap_server`` puts them on the wire.  Where shares live is
+the backend's business (``lafs.storage.backend``); this module decides what
+may be stored, which leases shares carry, and how much space is left.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
-import shutil
+import hmac
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
 
 import lafs
@@ -21,19 +22,31 @@ from lafs.core import base32
 from lafs.core.containers import (
     LEASE_DURATION,
     MAX_MUTABLE_SHARE_SIZE,
-    is_mutable_container,
+    LeaseInfo,
+    secrets_match,
+    stored_secret,
 )
-from lafs.storage.errors import BadTestVectorError, DiskError, NoSuchLeaseError, StorageError
-from lafs.storage.immutable import BucketReader, BucketWriter, ImmutableShare
-from lafs.storage.mutable import MutableShare
-from lafs.storage.paths import (
-    check_share_number,
-    remove_empty_dirs,
-    share_numbers_in,
-    storage_index_to_dir,
+from lafs.storage.backend import (
+    NEW_CONTAINER_VERSION,
+    CorruptionAdvisory,
+    ShareBackend,
+    ShareKind,
+    ShareLeases,
 )
+from lafs.storage.disk import DiskBackend
+from lafs.storage.errors import (
+    BadTestVectorError,
+    BadWriteEnablerError,
+    MutableTooLargeError,
+    NoSuchLeaseError,
+    StorageError,
+)
+from lafs.storage.immutable import BucketReader, BucketWriter
+from lafs.storage.paths import check_share_number, check_storage_index
 
 STORAGE_PROTOCOL_V1 = b"http://allmydata.org/tahoe/protocols/storage/v1"
+UNKNOWN_SPACE = 2**64
+"""What Tahoe advertises when the backend cannot tell its free space."""
 
 TestVector = Sequence[tuple[int, int, bytes, bytes]]
 DataVector = Sequence[tuple[int, bytes]]
@@ -43,11 +56,11 @@ log = Logger()
 
 
 class StorageServer(service.MultiService):
-    """Stores shares under ``storage_dir`` exactly as Tahoe-LAFS 1.20 does."""
+    """Tahoe-LAFS 1.20's storage server, keeping its shares in ``backend``."""
 
     def __init__(
         self,
-        storage_dir: str,
+        backend: ShareBackend,
         nodeid: bytes,
         *,
         reserved_space: int = 0,
@@ -59,41 +72,38 @@ class StorageServer(service.MultiService):
         self.setName("storage")
         if clock is None:
             from twisted.internet import reactor as clock
-        self.storage_dir = os.path.abspath(storage_dir)
-        self.shares_dir = os.path.join(self.storage_dir, "shares")
-        self.incoming_dir = os.path.join(self.shares_dir, "incoming")
-        self.corruption_dir = os.path.join(self.storage_dir, "corruption-advisories")
+        self.backend = backend
         self.nodeid = nodeid
         self.reserved_space = reserved_space
         self.readonly = readonly
         self.discard_storage = discard_storage
         self.clock = clock
-        self._active_writers: dict[tuple[bytes, int], BucketWriter] = {}
-        os.makedirs(self.shares_dir, exist_ok=True)
-        os.makedirs(self.corruption_dir, exist_ok=True)
-        # Half-written shares from before a restart can never be finished: their writers are gone.
-        shutil.rmtree(self.incoming_dir, ignore_errors=True)
-        os.makedirs(self.incoming_dir, exist_ok=True)
+        # Bytes promised to uploads under way, per share; entries appear before the backend
+        # is asked for the share, so a second upload of it is refused even mid-allocation.
+        self._allocations: dict[tuple[bytes, int], int] = {}
+        self._writers: dict[tuple[bytes, int], BucketWriter] = {}
+        self._mutable_locks: dict[bytes, defer.DeferredLock] = {}
+
+    @classmethod
+    def on_disk(cls, storage_dir: str, nodeid: bytes, **options: Any) -> StorageServer:
+        """A server over Tahoe's storage directory layout in ``storage_dir``."""
+        return cls(DiskBackend.open(storage_dir), nodeid, **options)
 
     def stopService(self) -> Any:
-        for writer in list(self._active_writers.values()):
-            writer.abort()
-        return super().stopService()
+        aborts = [defer.Deferred.fromCoroutine(writer.abort()) for writer in list(self._writers.values())]
+        stopped = super().stopService()
+        return defer.gatherResults([*aborts, defer.maybeDeferred(lambda: stopped)], consumeErrors=True)
 
     # --- space ---------------------------------------------------------------------------
 
-    def disk_available(self) -> int:
-        stats = os.statvfs(self.storage_dir)
-        return int(stats.f_bavail * stats.f_frsize)
-
     def available_space(self) -> int:
-        """Bytes this server will accept: free disk minus reserved space, 0 when read-only."""
+        """Bytes this server will accept: free space minus reserved space, 0 when read-only."""
         if self.readonly:
             return 0
-        return max(self.disk_available() - self.reserved_space, 0)
-
-    def _allocated_but_unwritten(self) -> int:
-        return sum(writer.allocated_size for writer in self._active_writers.values())
+        free = self.backend.space().free
+        if free is None:
+            return UNKNOWN_SPACE
+        return max(free - self.reserved_space, 0)
 
     def get_version(self) -> dict[bytes, Any]:
         available = self.available_space()
@@ -110,34 +120,12 @@ class StorageServer(service.MultiService):
             b"application-version": lafs.APPLICATION_VERSION.encode("ascii"),
         }
 
-    # --- paths ---------------------------------------------------------------------------
-
-    def _bucket_dir(self, storage_index: bytes) -> str:
-        return os.path.join(self.shares_dir, storage_index_to_dir(storage_index))
-
-    def _incoming_dir(self, storage_index: bytes) -> str:
-        return os.path.join(self.incoming_dir, storage_index_to_dir(storage_index))
-
     def _expiration(self) -> int:
         return int(self.clock.seconds()) + LEASE_DURATION
 
-    def _shares(self, storage_index: bytes) -> list[tuple[int, str]]:
-        bucket = self._bucket_dir(storage_index)
-        return [(shnum, os.path.join(bucket, str(shnum))) for shnum in share_numbers_in(bucket)]
-
-    def _immutable_shares(self, storage_index: bytes) -> list[tuple[int, ImmutableShare]]:
-        found = []
-        for shnum, path in self._shares(storage_index):
-            if not _is_mutable_file(path):
-                found.append((shnum, ImmutableShare(path)))
-        return found
-
-    def _mutable_shares(self, storage_index: bytes) -> dict[int, MutableShare]:
-        return {shnum: MutableShare(path) for shnum, path in self._shares(storage_index) if _is_mutable_file(path)}
-
     # --- immutable -----------------------------------------------------------------------
 
-    def allocate_buckets(
+    async def allocate_buckets(
         self,
         storage_index: bytes,
         renew_secret: bytes,
@@ -146,68 +134,105 @@ class StorageServer(service.MultiService):
         allocated_size: int,
     ) -> tuple[set[int], dict[int, BucketWriter]]:
         """Make writers for the requested shares this server lacks and has room for."""
-        bucket = self._bucket_dir(storage_index)
+        check_storage_index(storage_index)
         wanted = sorted({check_share_number(n) for n in sharenums})
         if allocated_size < 0:
             raise StorageError(f"allocated size must not be negative, got {allocated_size}")
         expiration = self._expiration()
-        already = set()
-        for shnum, share in self._immutable_shares(storage_index):
-            already.add(shnum)
-            share.add_or_renew_lease(renew_secret, cancel_secret, 0, expiration)
-        remaining = self.available_space() - self._allocated_but_unwritten()
-        writers: dict[int, BucketWriter] = {}
+        shares = await self.backend.list_shares(storage_index)
+        already = {shnum for shnum, kind in shares.items() if kind is ShareKind.IMMUTABLE}
+        for shnum in sorted(already):
+            await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 0, expiration)
+        remaining = self.available_space() - sum(self._allocations.values())
+        chosen = []
         for shnum in wanted:
-            if shnum in already or (storage_index, shnum) in self._active_writers:
+            key = (storage_index, shnum)
+            if shnum in shares or key in self._allocations or remaining < allocated_size:
                 continue
-            if remaining < allocated_size:
-                continue
-            incoming = os.path.join(self._incoming_dir(storage_index), str(shnum))
-            writer = BucketWriter(
-                incoming,
-                os.path.join(bucket, str(shnum)),
-                allocated_size,
-                (renew_secret, cancel_secret, expiration),
-                storage_root=self.storage_dir,
-                clock=self.clock,
-                on_finish=self._writer_finished(storage_index, shnum),
-            )
-            self._active_writers[(storage_index, shnum)] = writer
-            writers[shnum] = writer
+            self._allocations[key] = allocated_size
+            chosen.append(shnum)
             remaining -= allocated_size
+        first_lease = LeaseInfo(
+            0,
+            stored_secret(NEW_CONTAINER_VERSION, renew_secret),
+            stored_secret(NEW_CONTAINER_VERSION, cancel_secret),
+            expiration,
+        )
+        writers: dict[int, BucketWriter] = {}
+        try:
+            for shnum in chosen:
+                key = (storage_index, shnum)
+                incoming = await self.backend.create_incoming(storage_index, shnum, allocated_size)
+                writers[shnum] = self._writers[key] = BucketWriter(
+                    incoming, first_lease, clock=self.clock, on_finish=self._writer_finished(key)
+                )
+        except BaseException:
+            for shnum in chosen:
+                if shnum not in writers:
+                    self._allocations.pop((storage_index, shnum), None)
+            for writer in writers.values():
+                await writer.abort()
+            raise
         return already, writers
 
-    def _writer_finished(self, storage_index: bytes, shnum: int) -> Callable[[BucketWriter], None]:
+    def _writer_finished(self, key: tuple[bytes, int]) -> Callable[[BucketWriter], None]:
         def finished(writer: BucketWriter) -> None:
-            self._active_writers.pop((storage_index, shnum), None)
+            self._allocations.pop(key, None)
+            self._writers.pop(key, None)
 
         return finished
 
-    def get_buckets(self, storage_index: bytes) -> dict[int, BucketReader]:
+    async def get_buckets(self, storage_index: bytes) -> dict[int, BucketReader]:
+        check_storage_index(storage_index)
+        shares = await self.backend.list_shares(storage_index)
         return {
-            shnum: BucketReader(share, storage_index, shnum) for shnum, share in self._immutable_shares(storage_index)
+            shnum: BucketReader(self.backend, storage_index, shnum)
+            for shnum, kind in shares.items()
+            if kind is ShareKind.IMMUTABLE
         }
 
     # --- leases --------------------------------------------------------------------------
 
-    def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> None:
-        expiration = self._expiration()
-        for _shnum, path in self._shares(storage_index):
-            if _is_mutable_file(path):
-                MutableShare(path).add_or_renew_lease(renew_secret, cancel_secret, expiration, self.nodeid)
-            else:
-                ImmutableShare(path).add_or_renew_lease(renew_secret, cancel_secret, 1, expiration)
+    async def _add_or_renew_lease(
+        self,
+        storage_index: bytes,
+        shnum: int,
+        renew_secret: bytes,
+        cancel_secret: bytes,
+        owner_num: int,
+        expiration: int,
+        nodeid: bytes | None = None,
+    ) -> None:
+        current = await self.backend.get_leases(storage_index, shnum)
+        leases = _renewed(current, renew_secret, expiration)
+        if leases is None:
+            version = current.container_version
+            lease = LeaseInfo(
+                owner_num, stored_secret(version, renew_secret), stored_secret(version, cancel_secret), expiration, nodeid
+            )
+            leases = [*current.leases, lease]
+        if leases != list(current.leases):
+            await self.backend.put_leases(storage_index, shnum, leases)
 
-    def renew_lease(self, storage_index: bytes, renew_secret: bytes) -> None:
+    async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> None:
+        check_storage_index(storage_index)
+        expiration = self._expiration()
+        for shnum, kind in (await self.backend.list_shares(storage_index)).items():
+            nodeid = self.nodeid if kind is ShareKind.MUTABLE else None
+            await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration, nodeid)
+
+    async def renew_lease(self, storage_index: bytes, renew_secret: bytes) -> None:
+        check_storage_index(storage_index)
         expiration = self._expiration()
         renewed = False
-        for _shnum, path in self._shares(storage_index):
-            share: MutableShare | ImmutableShare = MutableShare(path) if _is_mutable_file(path) else ImmutableShare(path)
-            try:
-                share.renew_lease(renew_secret, expiration)
-                renewed = True
-            except NoSuchLeaseError:
+        for shnum in await self.backend.list_shares(storage_index):
+            current = await self.backend.get_leases(storage_index, shnum)
+            leases = _renewed(current, renew_secret, expiration)
+            if leases is None:
                 continue
+            renewed = True
+            if leases != list(current.leases):
+                await self.backend.put_leases(storage_index, shnum, leases)
         if not renewed:
             raise NoSuchLeaseError(
                 f"no share of storage index {base32.b2a(storage_index)} has a lease with that renew secret"
@@ -215,14 +240,41 @@ class StorageServer(service.MultiService):
 
     # --- mutable -------------------------------------------------------------------------
 
-    def slot_readv(self, storage_index: bytes, shares: Sequence[int], readv: ReadVector) -> dict[int, list[bytes]]:
-        found = self._mutable_shares(storage_index)
-        wanted = [check_share_number(n) for n in shares] or sorted(found)
+    async def _mutable_shares(self, storage_index: bytes) -> list[int]:
+        shares = await self.backend.list_shares(storage_index)
+        return [shnum for shnum, kind in shares.items() if kind is ShareKind.MUTABLE]
+
+    async def slot_readv(self, storage_index: bytes, shares: Sequence[int], readv: ReadVector) -> dict[int, list[bytes]]:
+        check_storage_index(storage_index)
+        found = await self._mutable_shares(storage_index)
+        wanted = [check_share_number(n) for n in shares] or found
+        read = self.backend.read_share
         return {
-            shnum: [found[shnum].read(offset, length) for offset, length in readv] for shnum in wanted if shnum in found
+            shnum: [await read(storage_index, shnum, offset, length) for offset, length in readv]
+            for shnum in wanted
+            if shnum in found
         }
 
-    def slot_testv_and_readv_and_writev(
+    async def slot_testv_and_readv_and_writev(
+        self,
+        storage_index: bytes,
+        secrets: tuple[bytes, bytes, bytes],
+        tw_vectors: Mapping[int, tuple[TestVector, DataVector, int | None]],
+        read_vector: ReadVector,
+    ) -> tuple[bool, dict[int, list[bytes]]]:
+        check_storage_index(storage_index)
+        # Test and write must not interleave with another writer of the same slot; a
+        # backend may suspend between its calls.
+        lock = self._mutable_locks.setdefault(storage_index, defer.DeferredLock())
+        await lock.acquire()
+        try:
+            return await self._test_and_write(storage_index, secrets, tw_vectors, read_vector)
+        finally:
+            lock.release()
+            if not lock.locked and not lock.waiting:
+                self._mutable_locks.pop(storage_index, None)
+
+    async def _test_and_write(
         self,
         storage_index: bytes,
         secrets: tuple[bytes, bytes, bytes],
@@ -230,71 +282,79 @@ class StorageServer(service.MultiService):
         read_vector: ReadVector,
     ) -> tuple[bool, dict[int, list[bytes]]]:
         write_enabler, renew_secret, cancel_secret = secrets
-        bucket = self._bucket_dir(storage_index)
-        existing = self._mutable_shares(storage_index)
-        for share in existing.values():
-            share.check_write_enabler(write_enabler)
+        backend = self.backend
+        existing = await self._mutable_shares(storage_index)
+        for shnum in existing:
+            record = await backend.mutable_write_enabler(storage_index, shnum)
+            if not hmac.compare_digest(record.write_enabler, write_enabler):
+                raise BadWriteEnablerError(
+                    f"The write enabler was recorded by nodeid '{base32.b2a(record.nodeid)}'."
+                )
         for shnum in tw_vectors:
             check_share_number(shnum)
-        passed = all(
-            _test_vector_passes(existing.get(shnum), testv) for shnum, (testv, _, _) in tw_vectors.items()
-        )
-        read_data = {shnum: [share.read(o, n) for o, n in read_vector] for shnum, share in existing.items()}
+        passed = True
+        for shnum, (testv, _, _) in tw_vectors.items():
+            if not await self._test_vector_passes(storage_index, shnum if shnum in existing else None, testv):
+                passed = False
+                break
+        read_data = {
+            shnum: [await backend.read_share(storage_index, shnum, o, n) for o, n in read_vector] for shnum in existing
+        }
         if not passed:
             return False, read_data
+        # Checked before anything is written, so a bad write leaves every share as it was.
+        for _, datav, _ in tw_vectors.values():
+            for offset, data in datav:
+                if offset < 0 or offset + len(data) > MAX_MUTABLE_SHARE_SIZE:
+                    raise MutableTooLargeError(
+                        f"mutable write to {offset}..{offset + len(data)} is outside the allowed share size"
+                    )
         expiration = self._expiration()
         for shnum, (_, datav, new_length) in sorted(tw_vectors.items()):
-            path = os.path.join(bucket, str(shnum))
             if new_length == 0:
                 if shnum in existing:
-                    os.remove(path)
-                    remove_empty_dirs(bucket, self.shares_dir)
+                    await backend.delete_share(storage_index, shnum)
                 continue
-            try:
-                if shnum in existing:
-                    share = existing[shnum]
-                else:
-                    os.makedirs(bucket, exist_ok=True)
-                    share = MutableShare.create(path, self.nodeid, write_enabler)
-                share.writev(list(datav), new_length)
-                share.add_or_renew_lease(renew_secret, cancel_secret, expiration, self.nodeid)
-            except OSError as e:
-                raise DiskError(f"cannot write mutable share {shnum} to disk: {e.strerror or e}") from None
+            if shnum not in existing:
+                await backend.create_mutable(storage_index, shnum, self.nodeid, write_enabler)
+            await backend.write_mutable(storage_index, shnum, datav, new_length)
+            await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration, self.nodeid)
         return True, read_data
+
+    async def _test_vector_passes(self, storage_index: bytes, shnum: int | None, testv: TestVector) -> bool:
+        for offset, length, operator, specimen in testv:
+            if operator != b"eq":
+                raise BadTestVectorError(f"test vector operator {operator!r} is not supported (only b'eq')")
+            actual = b"" if shnum is None else await self.backend.read_share(storage_index, shnum, offset, length)
+            if actual != specimen:
+                return False
+        return True
 
     # --- corruption reports ---------------------------------------------------------------
 
-    def advise_corrupt_share(self, share_type: bytes, storage_index: bytes, shnum: int, reason: bytes) -> None:
+    async def advise_corrupt_share(self, share_type: bytes, storage_index: bytes, shnum: int, reason: bytes) -> None:
         """Record a client's report of a corrupt share for the operator, if we hold that share."""
+        check_storage_index(storage_index)
         check_share_number(shnum)
-        if shnum not in dict(self._shares(storage_index)):
+        if shnum not in await self.backend.list_shares(storage_index):
             return
-        now = datetime.datetime.fromtimestamp(self.clock.seconds(), datetime.UTC)
-        stamp = now.strftime("%Y-%m-%dT%H%M%S.%f")
-        si_text = base32.b2a(storage_index)
-        path = os.path.join(self.corruption_dir, f"{stamp}--{si_text}-{shnum}")
-        kind = share_type.decode("utf-8", errors="replace")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("report: Share Corruption\n")
-            f.write(f"type: {kind}\n")
-            f.write(f"storage_index: {si_text}\n")
-            f.write(f"share_number: {shnum}\n\n")
-            f.write(reason.decode("utf-8", errors="replace"))
-            f.write("\n")
-        log.warn("corrupt {kind} share {si}-{shnum} reported", kind=kind, si=si_text, shnum=shnum)
+        advisory = CorruptionAdvisory(share_type, storage_index, shnum, reason, self.clock.seconds())
+        await self.backend.record_corruption_advisory(advisory)
+        log.warn(
+            "corrupt {kind} share {si}-{shnum} reported",
+            kind=share_type.decode("utf-8", errors="replace"),
+            si=base32.b2a(storage_index),
+            shnum=shnum,
+        )
 
 
-def _is_mutable_file(path: str) -> bool:
-    with open(path, "rb") as f:
-        return is_mutable_container(f.read(32))
-
-
-def _test_vector_passes(share: MutableShare | None, testv: TestVector) -> bool:
-    for offset, length, operator, specimen in testv:
-        if operator != b"eq":
-            raise BadTestVectorError(f"test vector operator {operator!r} is not supported (only b'eq')")
-        actual = share.read(offset, length) if share is not None else b""
-        if actual != specimen:
-            return False
-    return True
-
+def _renewed(current: ShareLeases, renew_secret: bytes, expiration: int) -> list[LeaseInfo] | None:
+    """The leases with the one matching ``renew_secret`` extended to ``expiration`` (never shortened),
+    or None when no lease matches."""
+    leases = list(current.leases)
+    for index, lease in enumerate(leases):
+        if secrets_match(current.container_version, lease.renew_secret, renew_secret):
+            if expiration > lease.expiration_time:
+                leases[index] = attrs.evolve(lease, expiration_time=expiration)
+            return leases
+    return None

@@ -9,7 +9,7 @@ download used.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet import defer
@@ -59,10 +59,10 @@ class InProcessStorageClient:
         if self.stopped:
             raise ServerUnreachableError(self.server_id, "not reachable")
 
-    def call(self, method: Callable[..., Any], *args: Any) -> Any:
-        """Run a server method, turning its errors into the interface's."""
+    async def call(self, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run a server coroutine method, turning its errors into the interface's."""
         try:
-            return method(*args)
+            return await method(*args)
         except LafsError as e:
             type_name = type(e).__name__
             error = WriteEnablerMismatchError if type_name == "BadWriteEnablerError" else ServerRefusedError
@@ -72,7 +72,7 @@ class InProcessStorageClient:
         self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes, sharenums: Iterable[int], allocated_size: int
     ) -> Allocation:
         await self._turn()
-        already, writers = self.call(
+        already, writers = await self.call(
             self.server.allocate_buckets, storage_index, renew_secret, cancel_secret, sharenums, allocated_size
         )
         buckets: dict[int, BucketWriterClient] = {n: _InProcessWriter(self, w) for n, w in writers.items()}
@@ -80,15 +80,15 @@ class InProcessStorageClient:
 
     async def get_buckets(self, storage_index: bytes) -> Mapping[int, BucketReaderClient]:
         await self._turn()
-        return {n: _InProcessReader(self, r) for n, r in self.call(self.server.get_buckets, storage_index).items()}
+        return {n: _InProcessReader(self, r) for n, r in (await self.call(self.server.get_buckets, storage_index)).items()}
 
     async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> None:
         await self._turn()
-        self.call(self.server.add_lease, storage_index, renew_secret, cancel_secret)
+        await self.call(self.server.add_lease, storage_index, renew_secret, cancel_secret)
 
     async def slot_readv(self, storage_index: bytes, shares: Sequence[int], readv: ReadVector) -> Mapping[int, Sequence[bytes]]:
         await self._turn()
-        answer: Mapping[int, Sequence[bytes]] = self.call(self.server.slot_readv, storage_index, list(shares), list(readv))
+        answer: Mapping[int, Sequence[bytes]] = await self.call(self.server.slot_readv, storage_index, list(shares), list(readv))
         return answer
 
     async def slot_testv_and_readv_and_writev(
@@ -99,14 +99,14 @@ class InProcessStorageClient:
         read_vector: ReadVector,
     ) -> ReadTestWriteResult:
         await self._turn()
-        success, reads = self.call(
+        success, reads = await self.call(
             self.server.slot_testv_and_readv_and_writev, storage_index, tuple(secrets), dict(tw_vectors), list(read_vector)
         )
         return ReadTestWriteResult(bool(success), reads)
 
     async def advise_corrupt_share(self, share_type: bytes, storage_index: bytes, shnum: int, reason: bytes) -> None:
         await self._turn()
-        self.call(self.server.advise_corrupt_share, share_type, storage_index, shnum, reason)
+        await self.call(self.server.advise_corrupt_share, share_type, storage_index, shnum, reason)
 
 
 class _InProcessWriter:
@@ -120,16 +120,16 @@ class _InProcessWriter:
         client._writes += 1
         if client.fail_writes_after is not None and client._writes > client.fail_writes_after:
             client.stopped = True
-            self._writer.abort()
+            await self._writer.abort()
             client.check_reachable()
-        client.call(self._writer.write, offset, data)
+        await client.call(self._writer.write, offset, data)
 
     async def close(self) -> None:
         await self._client._turn()
-        self._client.call(self._writer.close)
+        await self._client.call(self._writer.close)
 
     async def abort(self) -> None:
-        self._writer.abort()
+        await self._writer.abort()
 
 
 class _InProcessReader:
@@ -140,9 +140,9 @@ class _InProcessReader:
     async def read(self, offset: int, length: int) -> bytes:
         await self._client._turn()
         self._client.reads += 1
-        return bytes(self._client.call(self._reader.read, offset, length))
+        return bytes(await self._client.call(self._reader.read, offset, length))
 
     async def advise_corrupt_share(self, reason: bytes) -> None:
         await self._client._turn()
         reader = self._reader
-        self._client.call(self._client.server.advise_corrupt_share, b"immutable", reader.storage_index, reader.shnum, reason)
+        await self._client.call(self._client.server.advise_corrupt_share, b"immutable", reader.storage_index, reader.shnum, reason)
