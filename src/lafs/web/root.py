@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.resource import NoResource, Resource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
 from twisted.web.static import File
 
 from lafs.web.context import GatewayContext
@@ -16,8 +17,8 @@ from lafs.web.welcome import WelcomePage
 class StaticFiles(File):
     """``/static/``: the files shipped in ``web/static``, and nothing else (no directory listings)."""
 
-    def directoryListing(self) -> Resource:
-        return NoResource("no listing of static files")
+    def directoryListing(self) -> IResource:
+        return notFound("No Such Resource", "the static files are not listed")
 
 
 class RootResource(Resource):
