@@ -12,8 +12,9 @@ from twisted.web import http
 
 from lafs.immutable.upload import convergence_hasher_for, convergent_key
 from lafs.web import request as web_request
+from lafs.web.common import WebError
 from lafs.web.request import HashingBody
-from lafs.web.uri import URIRoot, WebError
+from lafs.web.unlinked import UnlinkedUploads
 
 SECRET = b"s" * 32
 
@@ -93,6 +94,6 @@ async def test_a_full_disk_is_reported_not_uploaded() -> None:
     assert body.spool_error == "No space left on device"
     assert body.convergent_key() is None
     with pytest.raises(WebError) as caught:
-        await URIRoot(node_maker=None, broker=None)._upload(None, body)  # type: ignore[arg-type]
+        await UnlinkedUploads(node_maker=None, broker=None).upload(None, body)  # type: ignore[arg-type]
     assert caught.value.code == http.INSUFFICIENT_STORAGE_SPACE
     assert "could not spool the upload: No space left on device" in str(caught.value)

@@ -16,6 +16,7 @@ from lafs.client.nodes import FileSource
 from lafs.core.caps import LIT_SIZE_THRESHOLD
 from lafs.core.hashes import Sha256dHasher
 from lafs.web import multipart
+from lafs.web.common import access_log_line
 from lafs.web.context import GatewayContext
 
 log = Logger()
@@ -206,8 +207,9 @@ class GatewayRequest(Request):
 
 
 class GatewaySite(Site):
-    """The gateway's Site: its requests can reach the node maker (for the upload encoding)."""
+    """The gateway's Site: its requests can reach the node maker (for the upload encoding),
+    and its access log never shows a cap (``common.access_log_line``)."""
 
     def __init__(self, resource: Resource, context: GatewayContext) -> None:
-        super().__init__(resource, requestFactory=GatewayRequest)
+        super().__init__(resource, requestFactory=GatewayRequest, logFormatter=access_log_line, reactor=context.reactor)
         self.context = context

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import html
 import json
 import time
 from typing import Any
 
 from twisted.web.resource import Resource
+from twisted.web.template import Element, renderer, tags
 
 import lafs
+from lafs.web.common import Dispatch, HandlerResult, Rendered
 from lafs.web.context import GatewayContext
+from lafs.web.html import send_page, template
 
 
 def welcome_json(context: GatewayContext) -> dict[str, Any]:
@@ -37,48 +39,65 @@ class WelcomePage(Resource):
     def __init__(self, context: GatewayContext) -> None:
         super().__init__()
         self.context = context
+        self.operations = Dispatch("/", {(b"GET", ""): self._page, (b"GET", "json"): self._json})
 
-    def render_GET(self, request: Any) -> bytes:
-        output = request.args.get(b"t", [b""])[0]
-        if output == b"json":
-            request.setHeader(b"content-type", b"application/json; charset=utf-8")
-            return json.dumps(welcome_json(self.context), indent=1).encode("utf-8") + b"\n"
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return self._html().encode("utf-8")
+    def render(self, request: Any) -> Rendered:
+        return self.operations.render(request)
 
-    def _html(self) -> str:
-        data = welcome_json(self.context)
-        esc = html.escape
-        connected = sum(1 for s in data["servers"] if s["connection_status"].lower().startswith("connected"))
-        rows = "".join(
-            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-                esc(s["nickname"]),
-                esc(s["nodeid"]),
-                esc(s["connection_status"]),
-                esc(_ago(s["last_received_data"])),
-                esc(_space(s["available_space"])),
+    def _json(self, request: Any) -> bytes:
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return json.dumps(welcome_json(self.context), indent=1).encode("utf-8") + b"\n"
+
+    def _page(self, request: Any) -> HandlerResult:
+        return send_page(request, WelcomeElement(self.context.nickname, welcome_json(self.context)))
+
+
+def _connected(server: dict[str, Any]) -> bool:
+    return bool(server["connection_status"].lower().startswith("connected"))
+
+
+class WelcomeElement(Element):
+    loader = template("welcome.xml")
+
+    def __init__(self, nickname: str, status: dict[str, Any]) -> None:
+        super().__init__()
+        self._nickname = nickname
+        self._status = status
+
+    @renderer
+    def nickname(self, request: Any, tag: Any) -> Any:
+        return tag(self._nickname)
+
+    @renderer
+    def version(self, request: Any, tag: Any) -> Any:
+        return tag(lafs.FULL_VERSION)
+
+    @renderer
+    def introducers(self, request: Any, tag: Any) -> Any:
+        statuses = self._status["introducers"]["statuses"] or ["none"]
+        return [tag.clone()(status) for status in statuses]
+
+    @renderer
+    def servers_summary(self, request: Any, tag: Any) -> Any:
+        servers = self._status["servers"]
+        connected = sum(1 for s in servers if _connected(s))
+        return tag(f"Storage servers: {connected} of {len(servers)} connected")
+
+    @renderer
+    def servers(self, request: Any, tag: Any) -> Any:
+        rows = []
+        for s in self._status["servers"]:
+            state = "connected" if _connected(s) else "disconnected"
+            rows.append(
+                tag.clone().fillSlots(
+                    nickname=s["nickname"] or "",
+                    nodeid=tags.code(s["nodeid"]),
+                    connection=tags.span(s["connection_status"], class_=state),
+                    last_seen=_ago(s["last_received_data"]),
+                    space=_space(s["available_space"]),
+                )
             )
-            for s in data["servers"]
-        )
-        introducers = "".join(f"<li>{esc(status)}</li>" for status in data["introducers"]["statuses"]) or "<li>none</li>"
-        return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Tahoe-LAFS - Welcome</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}</style></head>
-<body><h1>Tahoe-LAFS grid status</h1>
-<p>Node: <b>{esc(self.context.nickname)}</b> &middot; {esc(lafs.FULL_VERSION)}</p>
-<h2>Introducers</h2><ul>{introducers}</ul>
-<h2>Storage servers: {connected} of {len(data["servers"])} connected</h2>
-<table><tr><th>Nickname</th><th>Node ID</th><th>Connection</th><th>Last seen</th><th>Available space</th></tr>
-{rows}</table>
-<h2>Upload a file</h2>
-<form action="uri" method="post" enctype="multipart/form-data">
-<input type="hidden" name="t" value="upload"><input type="file" name="file"> <input type="submit" value="Upload!">
-</form>
-<h2>View a file</h2>
-<form action="uri" method="get"><input type="text" name="uri" size="60"> <input type="submit" value="View!"></form>
-</body></html>
-"""
+        return rows
 
 
 def _ago(when: float | None) -> str:

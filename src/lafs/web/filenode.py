@@ -1,0 +1,184 @@
+"""A file reached by its cap (``/uri/$FILECAP``, ``/named/$FILECAP/NAME``): its bytes (with ``Range``),
+``t=json``, ``t=info``, ``t=uri`` and ``t=readonly-uri``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.web import http, static
+from twisted.web.server import NOT_DONE_YET
+from zope.interface import implementer
+
+from lafs.client.nodemaker import CapOnlyNode, Node
+from lafs.client.nodes import Sink
+from lafs.web.common import Dispatch, HandlerResult, WebError, get_arg, get_boolean_arg, get_t
+from lafs.web.html import send_page
+from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
+
+
+class Readable(Protocol):
+    """What sending a file's bytes needs of its node (every ``FileNode`` has it)."""
+
+    async def get_current_size(self) -> int: ...
+
+    async def read(
+        self, sink: Sink, offset: int = 0, length: int | None = None, on_start: Callable[[], Any] | None = None
+    ) -> None: ...
+
+
+class FileHandler:
+    """Answers the requests for one file node.
+
+    ``named``: reached as ``/named/$CAP/NAME``, where NAME (the last path
+    segment) is the file's name and only GET and HEAD make sense.
+    """
+
+    def __init__(self, node: Node, named: bool = False) -> None:
+        self.node = node
+        self.named = named
+        self.operations = Dispatch(
+            "a file",
+            {
+                (b"GET", ""): self._bytes,
+                (b"GET", "json"): self._json,
+                (b"GET", "info"): self._info,
+                (b"GET", "uri"): self._uri,
+                (b"GET", "readonly-uri"): self._readonly_uri,
+                # A mutable file adds (b"PUT", "") -> overwrite/update and (b"POST", "upload") here.
+            },
+        )
+
+    def render(self, request: Any) -> int | bytes:
+        if self.named and request.method not in (b"GET", b"HEAD"):
+            raise WebError(http.BAD_REQUEST, "/named can only be used with GET or HEAD")
+        if not self.named and request.postpath and any(request.postpath):
+            child = unquote(request.postpath[0].decode("utf-8", "replace"))
+            raise WebError(http.BAD_REQUEST, f"Files have no children named {child!r}")
+        if request.method in (b"GET", b"HEAD") and not_modified(request, self.node, get_t(request)):
+            request.finish()  # a 304 carries no body, and no Content-Length of one
+            return NOT_DONE_YET
+        return self.operations.render(request)
+
+    def _json(self, request: Any) -> bytes:
+        return json_body(request, node_json(self.node))
+
+    def _info(self, request: Any) -> HandlerResult:
+        return send_page(request, InfoPage(self.node))
+
+    def _uri(self, request: Any) -> bytes:
+        return cap_body(request, self.node.get_uri())
+
+    def _readonly_uri(self, request: Any) -> bytes:
+        return cap_body(request, self.node.get_readonly_uri())
+
+    def _bytes(self, request: Any) -> HandlerResult:
+        if isinstance(self.node, CapOnlyNode):
+            raise self.node.unsupported()
+        return self._send(request, self.node)
+
+    async def _send(self, request: Any, node: Readable) -> None:
+        save = get_boolean_arg(request, "save")  # checked before any byte goes out
+        size = await node.get_current_size()
+        first, last = 0, size - 1
+        header = request.getHeader(b"range")
+        partial = False
+        parsed = parse_range(header.decode("latin-1"), size) if header else None
+        if parsed is not None:
+            if parsed[0] >= size:
+                request.setHeader(b"content-range", f"bytes */{size}".encode())
+                raise WebError(http.REQUESTED_RANGE_NOT_SATISFIABLE, "First beyond end of file")
+            first, last = max(0, parsed[0]), min(size - 1, parsed[1])
+            partial = True
+        length = max(0, last - first + 1)
+
+        def send_headers() -> None:
+            named = unquote(request.postpath[-1].decode("utf-8", "replace")) if self.named and request.postpath else ""
+            filename = get_arg(request, "filename") or named
+            # As Tahoe does, down to passing the name as bytes (so "x.tar.gz" is text/plain
+            # with gzip encoding): the type and encoding the file name suggests, else text/plain.
+            content_type, encoding = static.getTypeAndEncoding(
+                filename.encode("utf-8"), static.File.contentTypes, static.File.contentEncodings, "text/plain"
+            )
+            request.setHeader(b"content-type", content_type.encode("ascii"))
+            if encoding:
+                request.setHeader(b"content-encoding", encoding.encode("ascii"))
+            request.setHeader(b"accept-ranges", b"bytes")
+            if save and filename:
+                request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
+            if partial:
+                request.setResponseCode(http.PARTIAL_CONTENT)
+                request.setHeader(b"content-range", f"bytes {first}-{last}/{size}".encode())
+            request.setHeader(b"content-length", str(length).encode())
+
+        if request.method == b"HEAD" or length == 0:
+            send_headers()
+        else:
+            # Headers go out only once the shares are found, so a missing file still gets a 410.
+            throttle = _Throttle(request)
+            try:
+                await node.read(throttle.write, offset=first, length=length, on_start=send_headers)
+            finally:
+                request.unregisterProducer()
+        request.finish()
+
+
+@implementer(IPushProducer)
+class _Throttle:
+    """Flow control for a download: when the HTTP client falls behind, wait instead of buffering."""
+
+    def __init__(self, request: Any) -> None:
+        self.request = request
+        self.paused = False
+        self.waiting: defer.Deferred[None] | None = None
+        request.registerProducer(self, True)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.callback(None)
+
+    def stopProducing(self) -> None:
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.errback(WebError(http.BAD_REQUEST, "the client went away"))
+
+    def write(self, data: bytes) -> defer.Deferred[None] | None:
+        self.request.write(data)
+        if self.paused:
+            self.waiting = defer.Deferred()
+            return self.waiting
+        return None
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first range of a ``Range: bytes=...`` header, read as Tahoe 1.20 reads it; None to ignore the header.
+
+    Every listed range must parse and have first <= last, or the whole header is
+    ignored and the whole file sent (as RFC 9110 allows); only the first range is
+    served.  A suffix range (``-N``) may reach back before the start of the file.
+    """
+    if not header.startswith("bytes="):
+        return None
+    ranges = []
+    for spec in header[len("bytes=") :].split(","):
+        try:
+            start, end = spec.strip().split("-")
+            if start == "":
+                first, last = size - int(end), size - 1
+            else:
+                first, last = int(start), (int(end) if end != "" else size - 1)
+        except ValueError:
+            return None
+        if first > last:
+            return None
+        ranges.append((first, last))
+    return ranges[0]
+

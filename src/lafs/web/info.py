@@ -1,0 +1,86 @@
+"""What the gateway says about any node: Tahoe's JSON description, the ``t=info`` page, and its ETag."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web import http
+from twisted.web.template import Element, renderer, tags
+
+from lafs.client.nodemaker import Node
+from lafs.core import base32
+from lafs.web.html import template
+
+
+def node_json(node: Node) -> list[Any]:
+    """Tahoe's ``["filenode", {...}]`` (or ``"dirnode"``) description of a node."""
+    info: dict[str, Any] = {"mutable": node.is_mutable(), "format": node.format_name()}
+    size = node.get_size()
+    if size is not None:
+        info["size"] = size
+    if not node.is_readonly():
+        info["rw_uri"] = node.get_uri()
+    info["ro_uri"] = node.get_readonly_uri()
+    verifier = node.get_verify_uri()
+    if verifier is not None:
+        info["verify_uri"] = verifier
+    return ["dirnode" if node.is_directory() else "filenode", info]
+
+
+def json_body(request: Any, value: Any) -> bytes:
+    """A JSON answer as Tahoe gives one: indented, newline-terminated, typed text/plain."""
+    request.setHeader(b"content-type", b"text/plain")
+    return (json.dumps(value, indent=1) + "\n").encode("utf-8")
+
+
+def cap_body(request: Any, cap: str) -> bytes:
+    """``t=uri`` / ``t=readonly-uri``: the cap as text."""
+    request.setHeader(b"content-type", b"text/plain")
+    return cap.encode("ascii")
+
+
+def not_modified(request: Any, node: Node, t: str) -> bool:
+    """Set Tahoe's ETag for a view of an immutable node; True when the client has it already (a 304).
+
+    An immutable node's views never change, so the storage index and ``t`` name them for good.
+    """
+    si = None if node.is_mutable() else node.get_storage_index()
+    if not si:
+        return False
+    return bool(request.setETag(f"{base32.b2a(si)}-{t}".encode()) == http.CACHED)
+
+
+def _kind(node: Node) -> str:
+    if node.is_directory():
+        return "mutable directory" if node.is_mutable() else "immutable directory"
+    return "mutable file" if node.is_mutable() else "immutable file"
+
+
+class InfoPage(Element):
+    """``t=info``: a node's kind, format, size and caps, for a person."""
+
+    loader = template("info.xml")
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._node = node
+
+    @renderer
+    def title(self, request: Any, tag: Any) -> Any:
+        return tag("Directory info" if self._node.is_directory() else "File info")
+
+    @renderer
+    def rows(self, request: Any, tag: Any) -> Any:
+        node = self._node
+        info = node_json(node)[1]
+        si = node.get_storage_index()
+        rows = [
+            ("Object type", _kind(node)),
+            ("Format", str(info.get("format", ""))),
+            ("Size", str(info.get("size", "?"))),
+            ("Storage index", base32.b2a(si) if si else "none (the data is in the cap)"),
+            ("Read-only cap", str(info.get("ro_uri", ""))),
+            ("Verify cap", str(info.get("verify_uri", "none"))),
+        ]
+        return [tag.clone().fillSlots(name=name, value=tags.code(value)) for name, value in rows]
