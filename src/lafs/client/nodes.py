@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from lafs.core import caps
 
+
 class DataSource(Protocol):
     """Bytes to upload, read in pieces (a spooled request body, a local file)."""
 

@@ -1,0 +1,352 @@
+"""The mutable-file engine (SDMF, MDMF) on an in-process grid of 10 servers, 3-of-10, with faults."""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
+from twisted.internet.task import Clock
+
+from lafs.core import base32, caps, hashes
+from lafs.core.mutable_layout import MDMF_DATA_OFFSET, MDMFShare, SDMFShare
+from lafs.core.params import ClientSecrets, EncodingParameters
+from lafs.mutable.common import NotEnoughSharesError, NotWriteableError, UncoordinatedWriteError
+from lafs.mutable.filenode import BytesSource, MutableContext, MutableFileNode
+from lafs.mutable.keys import KeyPool
+from lafs.storage.server import StorageServer
+from lafs.storage_client.fake import InProcessStorageClient
+
+CONTAINER_DATA = 468  # where share data starts in a mutable container file (facts 5.6)
+SEG = 131073  # the MDMF segment size for k=3
+KIB128 = 128 * 1024
+
+
+class Grid:
+    def __init__(self, base: Path, count: int = 10) -> None:
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        self.clients = [
+            InProcessStorageClient(StorageServer(str(base / f"s{i}"), bytes([i + 1]) * 20, clock=clock), f"v0-server{i:02d}")
+            for i in range(count)
+        ]
+
+    def permuted(self, storage_index: bytes) -> list[InProcessStorageClient]:
+        return sorted(self.clients, key=lambda c: hashes.permute_server_hash(storage_index, c.server_id.encode()))
+
+    def share_path(self, client: InProcessStorageClient, storage_index: bytes, shnum: int) -> Path:
+        encoded = base32.b2a(storage_index)
+        return Path(client.server.shares_dir) / encoded[:2] / encoded / str(shnum)
+
+    def shares(self, storage_index: bytes) -> list[tuple[InProcessStorageClient, int, Path]]:
+        found = []
+        for client in self.clients:
+            encoded = base32.b2a(storage_index)
+            bucket = Path(client.server.shares_dir) / encoded[:2] / encoded
+            found += [(client, int(p.name), p) for p in sorted(bucket.glob("[0-9]*"))]
+        return found
+
+    def advisories(self) -> list[str]:
+        out = []
+        for client in self.clients:
+            directory = Path(client.server.corruption_dir)
+            out += [p.name for p in directory.glob("*")] if directory.exists() else []
+        return out
+
+    def context(self) -> MutableContext:
+        return MutableContext(
+            servers_for=self.permuted,
+            secrets=ClientSecrets(b"l" * 32, b"c" * 32),
+            params=EncodingParameters(3, 7, 10),
+            reactor=reactor,
+            key_pool=KEYS,
+        )
+
+
+KEYS = KeyPool(reactor, size=2)
+
+
+@pytest.fixture
+def grid(tmp_path: Path) -> Grid:
+    return Grid(tmp_path)
+
+
+def share_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    (length,) = struct.unpack(">Q", raw[84:92])
+    return raw[CONTAINER_DATA : CONTAINER_DATA + length]
+
+
+def patch_share(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(CONTAINER_DATA + offset)
+        f.write(data)
+
+
+def flip(path: Path, offset: int) -> None:
+    with open(path, "r+b") as f:
+        f.seek(CONTAINER_DATA + offset)
+        byte = f.read(1)
+        f.seek(CONTAINER_DATA + offset)
+        f.write(bytes([byte[0] ^ 0x40]))
+
+
+async def read(node: MutableFileNode, offset: int = 0, length: int | None = None) -> bytes:
+    out: list[bytes] = []
+    await node.read(out.append, offset, length)
+    return b"".join(out)
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest.mark.parametrize("size", [0, 1, 55, 56, KIB128 - 1, KIB128, KIB128 + 1, 3 * 1024 * 1024])
+@pytest_twisted.ensureDeferred
+async def test_round_trip_sizes(grid: Grid, mdmf: bool, size: int) -> None:
+    """Create then read back files of the interesting sizes, in both formats; ten shares on ten servers."""
+    data = os.urandom(size)
+    node = await grid.context().create_mutable_file(data, mdmf=mdmf)
+    assert node.format_name() == ("MDMF" if mdmf else "SDMF")
+    assert isinstance(node.cap, caps.MDMFWriteCap if mdmf else caps.SSKWriteCap)
+    again = grid.context().node_for_cap(caps.from_string(node.get_uri()))  # type: ignore[arg-type]
+    assert await read(again) == data
+    assert await again.get_current_size() == size
+    placed = grid.shares(node.get_storage_index())
+    assert sorted(shnum for _, shnum, _ in placed) == list(range(10))
+    assert len({client.server_id for client, _, _ in placed}) == 10
+    for _, _, path in placed:
+        share = share_bytes(path)
+        parsed = (MDMFShare if mdmf else SDMFShare).unpack(share)
+        assert (parsed.info.seqnum, parsed.info.needed, parsed.info.total, parsed.info.data_length) == (1, 3, 10, size)
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_overwrite_and_ranges(grid: Grid, mdmf: bool) -> None:
+    node = await grid.context().create_mutable_file(b"first version", mdmf=mdmf)
+    data = os.urandom(3 * SEG + 1000)
+    await node.overwrite(BytesSource(data))
+    assert await read(node) == data
+    for offset, length in [(0, 1), (SEG - 1, 2), (SEG * 2 + 5, SEG + 10), (len(data) - 10, 100), (len(data), 5)]:
+        assert await read(node, offset, length) == data[offset : offset + length]
+    await node.overwrite(b"short")
+    assert await read(node) == b"short"
+    seqnums = {(MDMFShare if mdmf else SDMFShare).unpack(share_bytes(p)).info.seqnum for _, _, p in grid.shares(node.get_storage_index())}
+    assert seqnums == {3}
+
+
+UPDATES = {
+    "offset0": (0, b"X" * 10),
+    "mid-segment": (1000, b"Y" * 500),
+    "across-boundary": (SEG - 100, b"Z" * 300),
+    "at-end": (None, b"E" * 50),
+    "past-end": ("gap", b"P" * 70000),
+}
+
+
+@pytest.mark.parametrize("where", list(UPDATES))
+@pytest_twisted.ensureDeferred
+async def test_mdmf_update_in_place(grid: Grid, where: str) -> None:
+    """An MDMF update rewrites only the blocks it touches; the result reads back as the spliced file."""
+    original = os.urandom(2 * SEG + 5000)
+    node = await grid.context().create_mutable_file(original, mdmf=True)
+    offset_spec, patch = UPDATES[where]
+    offset = len(original) if offset_spec is None else len(original) + 1234 if offset_spec == "gap" else offset_spec
+    assert isinstance(offset, int)
+    before = {(c.server_id, n): share_bytes(p) for c, n, p in grid.shares(node.get_storage_index())}
+    await node.update(offset, BytesSource(patch))
+    expected = bytearray(original)
+    if offset > len(expected):
+        expected += b"\x00" * (offset - len(expected))
+    expected[offset : offset + len(patch)] = patch
+    assert await read(node) == bytes(expected)
+    assert await node.get_current_size() == len(expected)
+    after = {(c.server_id, n): share_bytes(p) for c, n, p in grid.shares(node.get_storage_index())}
+    touched_first = min(offset, len(original)) // SEG
+    for key, old in before.items():
+        new = after[key]
+        assert MDMFShare.unpack(new).info.seqnum == 2
+        # Blocks of segments before the update are the very same bytes (not re-encoded).
+        untouched = MDMF_DATA_OFFSET + touched_first * (16 + SEG // 3)
+        assert new[MDMF_DATA_OFFSET:untouched] == old[MDMF_DATA_OFFSET:untouched]
+    if where == "mid-segment":
+        # Segment 0 only: segments 1 and 2 keep their blocks.
+        for key, old in before.items():
+            start = MDMF_DATA_OFFSET + (16 + SEG // 3)
+            end = MDMFShare.unpack(old).offsets().block_hash_tree
+            assert after[key][start:end] == old[start:end]
+
+
+@pytest_twisted.ensureDeferred
+async def test_sdmf_update_rewrites_whole_file(grid: Grid) -> None:
+    node = await grid.context().create_mutable_file(b"hello world", mdmf=False)
+    await node.update(6, b"there, friend")
+    assert await read(node) == b"hello there, friend"
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_read_survives_any_seven_stopped_and_fails_clearly_with_eight(grid: Grid, mdmf: bool) -> None:
+    data = os.urandom(SEG + 77)
+    node = await grid.context().create_mutable_file(data, mdmf=mdmf)
+    for start in (0, 3, 7):
+        for client in grid.clients:
+            client.stopped = False
+        for index in range(7):
+            grid.clients[(start + index) % 10].stopped = True
+        assert await read(node) == data
+    for client in grid.clients:
+        client.stopped = False
+    for client in grid.clients[:8]:
+        client.stopped = True
+    with pytest.raises(NotEnoughSharesError, match=r"found 2 distinct shares.*need 3"):
+        await read(node)
+
+
+def _corrupt_field(share: bytes, mdmf: bool, field: str) -> int:
+    """The offset (in share data) of a byte inside ``field``."""
+    if mdmf:
+        o = MDMFShare.unpack(share).offsets()
+        return {
+            "data": o.share_data + 16 + 5,
+            "salt": o.share_data + 3,
+            "signature": o.signature + 10,
+            "verification_key": o.verification_key + 40,
+            "share_hash_chain": o.share_hash_chain + 5,
+            "block_hash_tree": o.block_hash_tree + 3,
+            "seqnum": 8,
+        }[field]
+    parsed = SDMFShare.unpack(share)
+    vk = 107
+    sig = vk + len(parsed.verification_key)
+    chain = sig + len(parsed.signature)
+    tree = chain + 34 * len(parsed.share_hash_chain)
+    data = tree + 32 * len(parsed.block_hash_tree)
+    return {
+        "data": data + 5,
+        "salt": 41 + 3,
+        "signature": sig + 10,
+        "verification_key": vk + 40,
+        "share_hash_chain": chain + 5,
+        "block_hash_tree": tree + 3,
+        "seqnum": 8,
+    }[field]
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest.mark.parametrize(
+    "field", ["data", "salt", "signature", "verification_key", "share_hash_chain", "block_hash_tree", "seqnum"]
+)
+@pytest_twisted.ensureDeferred
+async def test_corrupt_shares_on_seven_servers(grid: Grid, mdmf: bool, field: str) -> None:
+    """Seven corrupt shares: reads stay correct (from the other three) and the corruption is reported."""
+    data = os.urandom(SEG + 1234 if mdmf else 4000)
+    node = await grid.context().create_mutable_file(data, mdmf=mdmf)
+    placed = grid.shares(node.get_storage_index())
+    for _, _, path in placed[:7]:
+        flip(path, _corrupt_field(share_bytes(path), mdmf, field))
+    assert await read(node) == data
+    assert len(grid.advisories()) >= 1
+    reported = {name.rsplit("-", 1)[1] for name in grid.advisories()}
+    corrupted = {str(shnum) for _, shnum, _ in placed[:7]}
+    assert reported <= corrupted
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_eight_corrupt_shares_fail_clearly(grid: Grid, mdmf: bool) -> None:
+    node = await grid.context().create_mutable_file(os.urandom(5000), mdmf=mdmf)
+    for _, _, path in grid.shares(node.get_storage_index())[:8]:
+        flip(path, _corrupt_field(share_bytes(path), mdmf, "data"))
+    with pytest.raises(NotEnoughSharesError, match=r"2 usable, need 3 \(8 corrupt"):
+        await read(node)
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_rolled_back_servers_do_not_roll_back_readers(grid: Grid, mdmf: bool) -> None:
+    """Seven servers restore their shares from before an overwrite; readers still get the new version."""
+    node = await grid.context().create_mutable_file(b"old contents", mdmf=mdmf)
+    saved = [(path, path.read_bytes()) for _, _, path in grid.shares(node.get_storage_index())[:7]]
+    await node.overwrite(b"new contents")
+    for path, raw in saved:
+        path.write_bytes(raw)
+    assert await read(node) == b"new contents"
+    # A later write goes past both versions, and replaces the rolled-back shares too.
+    await node.overwrite(b"newest contents")
+    assert await read(node) == b"newest contents"
+    parse = MDMFShare if mdmf else SDMFShare
+    assert {parse.unpack(share_bytes(p)).info.seqnum for _, _, p in grid.shares(node.get_storage_index())} == {3}
+
+
+@pytest_twisted.ensureDeferred
+async def test_overwrites_through_one_context_are_serialized(grid: Grid) -> None:
+    context = grid.context()
+    node = await context.create_mutable_file(b"v1", mdmf=True)
+    other = context.node_for_cap(node.cap)  # a second node object for the same file
+    first = defer.Deferred.fromCoroutine(node.overwrite(b"v2"))
+    second = defer.Deferred.fromCoroutine(other.overwrite(b"v3"))
+    await defer.gatherResults([first, second])
+    assert await read(node) == b"v3"
+    shares = grid.shares(node.get_storage_index())
+    assert {MDMFShare.unpack(share_bytes(p)).info.seqnum for _, _, p in shares} == {3}
+
+
+@pytest_twisted.ensureDeferred
+async def test_independent_writers_detect_the_race(grid: Grid) -> None:
+    """Two clients (separate locks) overwrite at once: someone gets UncoordinatedWriteError, the file is one of the two."""
+    node = await grid.context().create_mutable_file(b"v1", mdmf=False)
+    a = grid.context().node_for_cap(node.cap)
+    b = grid.context().node_for_cap(node.cap)
+    results = await defer.DeferredList(
+        [defer.Deferred.fromCoroutine(a.overwrite(b"from A")), defer.Deferred.fromCoroutine(b.overwrite(b"from B"))],
+        consumeErrors=True,
+    )
+    failures = [value for ok, value in results if not ok]
+    assert failures, "both writes claimed success"
+    for failure in failures:
+        assert failure.check(UncoordinatedWriteError)
+        assert "another writer" in str(failure.value)
+    assert await read(node) in (b"from A", b"from B")
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_read_only_cap_refuses_writes(grid: Grid, mdmf: bool) -> None:
+    node = await grid.context().create_mutable_file(b"contents", mdmf=mdmf)
+    reader = grid.context().node_for_cap(node.cap.get_readonly())  # type: ignore[arg-type]
+    assert reader.is_readonly() and reader.get_uri() == node.get_readonly_uri()
+    assert await read(reader) == b"contents"
+    with pytest.raises(NotWriteableError, match="read-only cap"):
+        await reader.overwrite(b"nope")
+    with pytest.raises(NotWriteableError, match="read-only cap"):
+        await reader.update(0, b"nope")
+    assert await read(node) == b"contents"
+
+
+@pytest_twisted.ensureDeferred
+async def test_fewer_servers_than_shares_wraps(grid: Grid, tmp_path: Path) -> None:
+    small = Grid(tmp_path / "small", count=4)
+    node = await small.context().create_mutable_file(b"x" * 1000, mdmf=True)
+    shares = small.shares(node.get_storage_index())
+    assert sorted(n for _, n, _ in shares) == list(range(10))
+    assert sorted(len([1 for c, _, _ in shares if c is client]) for client in small.clients) == [2, 2, 3, 3]
+    small.clients[0].stopped = True
+    await node.overwrite(b"y" * 1000)
+    small.clients[0].stopped = False
+    assert await read(node) == b"y" * 1000
+
+
+@pytest_twisted.ensureDeferred
+async def test_unknown_file_is_unrecoverable(grid: Grid) -> None:
+    from lafs.mutable.common import WriteKeys
+
+    keys = WriteKeys.from_private_key(await KEYS.get())
+    node = grid.context().node_for_cap(keys.write_cap(mdmf=False))
+    with pytest.raises(NotEnoughSharesError, match="no share of the file was found on the 10 servers"):
+        await read(node)
+    with pytest.raises(Exception, match="signing key could not be recovered"):
+        await node.overwrite(b"x")
+
+
