@@ -10,6 +10,7 @@ from twisted.internet import reactor
 from twisted.internet.task import Clock
 
 from lafs.core import base32, hashes
+from lafs.core.mutable_layout import MDMFShare, SDMFShare
 from lafs.core.params import ClientSecrets, EncodingParameters
 from lafs.mutable.filenode import MutableContext, MutableFileNode
 from lafs.mutable.keys import KeyPool
@@ -96,3 +97,33 @@ async def read(node: MutableFileNode, offset: int = 0, length: int | None = None
     return b"".join(out)
 
 
+
+
+def corrupt_field_offset(share: bytes, mdmf: bool, field: str) -> int:
+    """The offset (in share data) of a byte inside ``field``."""
+    if mdmf:
+        o = MDMFShare.unpack(share).offsets()
+        return {
+            "data": o.share_data + 16 + 5,
+            "salt": o.share_data + 3,
+            "signature": o.signature + 10,
+            "verification_key": o.verification_key + 40,
+            "share_hash_chain": o.share_hash_chain + 5,
+            "block_hash_tree": o.block_hash_tree + 3,
+            "seqnum": 8,
+        }[field]
+    parsed = SDMFShare.unpack(share)
+    vk = 107
+    sig = vk + len(parsed.verification_key)
+    chain = sig + len(parsed.signature)
+    tree = chain + 34 * len(parsed.share_hash_chain)
+    data = tree + 32 * len(parsed.block_hash_tree)
+    return {
+        "data": data + 5,
+        "salt": 41 + 3,
+        "signature": sig + 10,
+        "verification_key": vk + 40,
+        "share_hash_chain": chain + 5,
+        "block_hash_tree": tree + 3,
+        "seqnum": 8,
+    }[field]

@@ -7,13 +7,23 @@ from pathlib import Path
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 
 from lafs.core import caps
 from lafs.core.mutable_layout import MDMF_DATA_OFFSET, MDMFShare, SDMFShare
 from lafs.mutable.common import NotEnoughSharesError, NotWriteableError, UncoordinatedWriteError
 from lafs.mutable.filenode import BytesSource
-from tests.mutable_grid import KEYS, KIB128, SEG, Grid, flip, grid, read, share_bytes
+from tests.mutable_grid import (
+    KEYS,
+    KIB128,
+    SEG,
+    Grid,
+    corrupt_field_offset,
+    flip,
+    grid,
+    read,
+    share_bytes,
+)
 
 __all__ = ["grid"]  # the fixture
 
@@ -121,36 +131,6 @@ async def test_read_survives_any_seven_stopped_and_fails_clearly_with_eight(grid
         await read(node)
 
 
-def _corrupt_field(share: bytes, mdmf: bool, field: str) -> int:
-    """The offset (in share data) of a byte inside ``field``."""
-    if mdmf:
-        o = MDMFShare.unpack(share).offsets()
-        return {
-            "data": o.share_data + 16 + 5,
-            "salt": o.share_data + 3,
-            "signature": o.signature + 10,
-            "verification_key": o.verification_key + 40,
-            "share_hash_chain": o.share_hash_chain + 5,
-            "block_hash_tree": o.block_hash_tree + 3,
-            "seqnum": 8,
-        }[field]
-    parsed = SDMFShare.unpack(share)
-    vk = 107
-    sig = vk + len(parsed.verification_key)
-    chain = sig + len(parsed.signature)
-    tree = chain + 34 * len(parsed.share_hash_chain)
-    data = tree + 32 * len(parsed.block_hash_tree)
-    return {
-        "data": data + 5,
-        "salt": 41 + 3,
-        "signature": sig + 10,
-        "verification_key": vk + 40,
-        "share_hash_chain": chain + 5,
-        "block_hash_tree": tree + 3,
-        "seqnum": 8,
-    }[field]
-
-
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest.mark.parametrize(
     "field", ["data", "salt", "signature", "verification_key", "share_hash_chain", "block_hash_tree", "seqnum"]
@@ -162,7 +142,7 @@ async def test_corrupt_shares_on_seven_servers(grid: Grid, mdmf: bool, field: st
     node = await grid.context().create_mutable_file(data, mdmf=mdmf)
     placed = grid.shares(node.get_storage_index())
     for _, _, path in placed[:7]:
-        flip(path, _corrupt_field(share_bytes(path), mdmf, field))
+        flip(path, corrupt_field_offset(share_bytes(path), mdmf, field))
     assert await read(node) == data
     assert len(grid.advisories()) >= 1
     reported = {name.rsplit("-", 1)[1] for name in grid.advisories()}
@@ -175,7 +155,7 @@ async def test_corrupt_shares_on_seven_servers(grid: Grid, mdmf: bool, field: st
 async def test_eight_corrupt_shares_fail_clearly(grid: Grid, mdmf: bool) -> None:
     node = await grid.context().create_mutable_file(os.urandom(5000), mdmf=mdmf)
     for _, _, path in grid.shares(node.get_storage_index())[:8]:
-        flip(path, _corrupt_field(share_bytes(path), mdmf, "data"))
+        flip(path, corrupt_field_offset(share_bytes(path), mdmf, "data"))
     with pytest.raises(NotEnoughSharesError, match=r"2 usable, need 3 \(8 corrupt"):
         await read(node)
 
@@ -267,3 +247,120 @@ async def test_unknown_file_is_unrecoverable(grid: Grid) -> None:
         await node.overwrite(b"x")
 
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_waits_for_a_slow_sink_and_calls_on_start(grid: Grid) -> None:
+    data = os.urandom(3 * SEG)
+    node = await grid.context().create_mutable_file(data, mdmf=True)
+    events: list[str] = []
+    pending: list[defer.Deferred[None]] = []
+    received: list[bytes] = []
+
+    def sink(piece: bytes) -> defer.Deferred[None]:
+        received.append(piece)
+        events.append("piece")
+        d: defer.Deferred[None] = defer.Deferred()
+        pending.append(d)
+        return d
+
+    reading = defer.Deferred.fromCoroutine(node.read(sink, on_start=lambda: events.append("start")))
+    for _ in range(3):
+        while not pending:
+            await deferLater(0.01)
+        # Nothing more arrives until the sink's Deferred fires.
+        await deferLater(0.05)
+        assert len(pending) == 1
+        pending.pop().callback(None)
+    await reading
+    assert events == ["start", "piece", "piece", "piece"]
+    assert b"".join(received) == data
+
+
+def deferLater(seconds: float) -> defer.Deferred[None]:
+    from twisted.internet import task
+
+    return task.deferLater(reactor, seconds, lambda: None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_mdmf_range_read_fetches_only_needed_segments(grid: Grid) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    node = await grid.context().create_mutable_file(data, mdmf=True)
+    fetched = [0]
+    for client in grid.clients:
+        original = client.slot_readv
+
+        async def counting(storage_index: bytes, shares: object, readv: object, original: object = original) -> object:
+            answer = await original(storage_index, shares, readv)  # type: ignore[operator]
+            fetched[0] += sum(len(piece) for pieces in answer.values() for piece in pieces)
+            return answer
+
+        client.slot_readv = counting  # type: ignore[method-assign]
+    assert await read(node, 10 * SEG + 5, 100) == data[10 * SEG + 5 : 10 * SEG + 105]
+    # Ten share heads, three block trees, three blocks of one segment: far less than a share (~1 MiB).
+    assert fetched[0] < 10 * 4000 + 3 * 2048 + 3 * (SEG // 3 + 16)
+
+
+@pytest_twisted.ensureDeferred
+async def test_overwrite_with_a_server_down_replaces_its_shares_elsewhere(grid: Grid) -> None:
+    node = await grid.context().create_mutable_file(b"one", mdmf=True)
+    down = grid.permuted(node.get_storage_index())[0]
+    down.stopped = True
+    await node.overwrite(b"two")
+    await node.update(1, b"-and-a-bit")  # cannot patch every share in place: republished whole
+    down.stopped = False
+    assert await read(node) == b"t-and-a-bit"
+    live = [(c, n) for c, n, p in grid.shares(node.get_storage_index()) if c is not down]
+    assert sorted(n for _, n in live) == list(range(10))
+
+
+@pytest_twisted.ensureDeferred
+async def test_update_of_empty_mdmf_file(grid: Grid) -> None:
+    node = await grid.context().create_mutable_file(b"", mdmf=True)
+    assert await read(node) == b""
+    await node.update(3, b"abc")
+    assert await read(node) == b"\x00\x00\x00abc"
+
+
+@pytest_twisted.ensureDeferred
+async def test_stale_servermap_write_is_uncoordinated(grid: Grid) -> None:
+    """A writer whose view of the file is out of date gets UncoordinatedWriteError and changes nothing it tested."""
+    from lafs.mutable.common import WriteKeys
+    from lafs.mutable.encode import encode_sdmf
+    from lafs.mutable.publish import publish_version
+
+    node = await grid.context().create_mutable_file(b"v1", mdmf=False)
+    stale = await node.get_servermap(for_writing=True)
+    await grid.context().node_for_cap(node.cap).overwrite(b"v2 by someone else")
+    assert stale.private_key is not None
+    keys = WriteKeys.from_private_key(stale.private_key)
+    encoded = encode_sdmf(b"v2 stale", keys, 2, 3, 10, os.urandom(16))
+    with pytest.raises(UncoordinatedWriteError, match="another writer changed the file"):
+        await publish_version(encoded, keys, stale, b"l" * 32)
+    assert await read(node) == b"v2 by someone else"
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_every_signature_bad_is_unrecoverable(grid: Grid, mdmf: bool) -> None:
+    node = await grid.context().create_mutable_file(b"x" * 100, mdmf=mdmf)
+    for _, _, path in grid.shares(node.get_storage_index()):
+        flip(path, corrupt_field_offset(share_bytes(path), mdmf, "signature"))
+    with pytest.raises(NotEnoughSharesError, match=r"no good share of the file was found \(10 corrupt shares ignored\)"):
+        await read(node)
+    assert len(grid.advisories()) == 10
+
+
+@pytest_twisted.ensureDeferred
+async def test_key_pool_hands_out_distinct_tahoe_sized_keys() -> None:
+    from lafs.core import crypto
+    from lafs.mutable.keys import KeyPool
+
+    pool = KeyPool(reactor, size=1)
+    pool.start()
+    keys = [await pool.get() for _ in range(3)]
+    assert len(set(keys)) == 3
+    for key in keys:
+        assert crypto.rsa_private_der_canonical(key) == key  # PKCS#8 DER exactly as Tahoe hashes it
+        assert len(crypto.rsa_public_der(key)) == 294
