@@ -108,7 +108,9 @@ class MutableFileNode:
     """An SDMF or MDMF file through its write or read cap (``lafs.client.nodes.MutableFileNode``)."""
 
     def __init__(self, cap: MutableCap, context: MutableContext) -> None:
-        self.cap = cap
+        # Typed as any file cap to satisfy the FileNode protocol's attribute; _cap keeps the precise type.
+        self.cap: caps.FileCap = cap
+        self._cap = cap
         self._context = context
         self._keys = CapKeys.from_cap(cap)
 
@@ -118,19 +120,19 @@ class MutableFileNode:
         return True
 
     def is_readonly(self) -> bool:
-        return self.cap.is_readonly()
+        return self._cap.is_readonly()
 
     def format_name(self) -> str:
         return "MDMF" if self._keys.mdmf else "SDMF"
 
     def get_uri(self) -> str:
-        return self.cap.to_string()
+        return self._cap.to_string()
 
     def get_readonly_uri(self) -> str:
-        return self.cap.get_readonly().to_string()
+        return self._cap.get_readonly().to_string()
 
     def get_verify_uri(self) -> str:
-        return self.cap.get_verify_cap().to_string()
+        return self._cap.get_verify_cap().to_string()
 
     def get_storage_index(self) -> bytes:
         return self._keys.storage_index
@@ -139,7 +141,7 @@ class MutableFileNode:
         return None
 
     def get_readonly(self) -> MutableFileNode:
-        return MutableFileNode(self.cap.get_readonly(), self._context)
+        return MutableFileNode(self._cap.get_readonly(), self._context)
 
     # --- reading --------------------------------------------------------------------
 

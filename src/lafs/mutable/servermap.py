@@ -14,7 +14,7 @@ version cannot drag readers back while the newer one is recoverable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
 from twisted.internet import defer
@@ -46,6 +46,8 @@ INITIAL_READ = 4000
 SDMF share's (for N up to 255) well below this, so one round trip usually suffices."""
 
 ServersFor = Callable[[bytes], Sequence[StorageServerClient]]
+"""Returns the servers to use for a storage index, in permuted-ring order (facts 9.1)."""
+_Reporter = Callable[[StorageServerClient, int, str], Awaitable[None]]
 
 
 @attrs.frozen(eq=False)
@@ -217,12 +219,11 @@ async def update_servermap(
     rank = {server.server_id: i for i, server in enumerate(servers)}
     servermap.shares.sort(key=lambda r: (rank.get(r.server.server_id, len(rank)), r.shnum))
     if want_private_key and keys.writekey is not None:
-        await _find_private_key(servermap, keys, report)
+        await _find_private_key(servermap, keys.writekey, report)
     return servermap
 
 
-async def _find_private_key(servermap: ServerMap, keys: CapKeys, report: Callable[..., object]) -> None:
-    assert keys.writekey is not None
+async def _find_private_key(servermap: ServerMap, writekey: bytes, report: _Reporter) -> None:
     for record in servermap.shares:
         enc = record.enc_privkey
         if enc is None:
@@ -232,13 +233,13 @@ async def _find_private_key(servermap: ServerMap, keys: CapKeys, report: Callabl
                 else (record.offsets.enc_privkey, record.offsets.share_hash_chain)
             )
             try:
-                answer = await record.server.slot_readv(keys.storage_index, [record.shnum], [(start, end - start)])
+                answer = await record.server.slot_readv(servermap.storage_index, [record.shnum], [(start, end - start)])
             except ServerError:
                 continue
             enc = bytes(answer.get(record.shnum, [b""])[0])
-        private = decrypt_private_key(keys.writekey, enc)
+        private = decrypt_private_key(writekey, enc)
         if private is None:
-            await report(record.server, record.shnum, "encrypted private key does not match the write cap")  # type: ignore[misc]
+            await report(record.server, record.shnum, "encrypted private key does not match the write cap")
             continue
         servermap.private_key = private
         return
