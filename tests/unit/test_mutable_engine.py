@@ -222,3 +222,16 @@ def test_share_head_check_on_garbage(data: bytes, version: bytes) -> None:
         _verify_head(keys, FakeServer("s"), 0, version + data)  # type: ignore[arg-type]
     except (FormatError, crypto.BadSignatureError):
         pass
+
+
+def test_write_answer_surprises() -> None:
+    """A share in a write answer that the writer neither wrote nor knew of means another writer is at work."""
+    from lafs.mutable.publish import _WriteOutcome
+
+    outcome = _WriteOutcome({("s1", 0): b"old-checkstring", ("s1", 1): b"old-checkstring"}, b"new-checkstring")
+    outcome.check_reads("s1", {0}, {0: [b"old-checkstring"], 1: [b"old-checkstring"]})
+    assert outcome.surprises == []
+    outcome.check_reads("s1", {0}, {1: [b"someone-elses!!"]})
+    assert outcome.surprises == ["s1"]
+    outcome.check_reads("s2", {3}, {4: [b"anything"]})
+    assert outcome.surprises == ["s1", "s2"]

@@ -88,10 +88,26 @@ def place_shares(servermap: ServerMap, total: int) -> list[tuple[StorageServerCl
 
 @attrs.define
 class _WriteOutcome:
+    known: dict[tuple[str, int], bytes]
+    """The checkstring expected on each (server, share) we know of; updated as our writes land."""
+    new_checkstring: bytes
     placed: set[tuple[str, int]] = attrs.Factory(set)
     failed_servers: set[str] = attrs.Factory(set)
     refused: list[str] = attrs.Factory(list)
     """Servers whose test vectors failed: someone else wrote the file meanwhile."""
+    surprises: list[str] = attrs.Factory(list)
+    """Servers holding a share we did not write and did not know of (another writer's)."""
+
+    def check_reads(self, server_id: str, written: set[int], reads: Mapping[int, Sequence[bytes]]) -> None:
+        for shnum, pieces in reads.items():
+            if shnum in written:
+                continue  # tested by our own test vector
+            seen = bytes(pieces[0]) if pieces else b""
+            expected = self.known.get((server_id, shnum))
+            size = min(len(seen), len(expected or b""))
+            if expected is None or seen[:size] != expected[:size]:
+                self.surprises.append(server_id)
+                return
 
 
 ShareWrites = Mapping[int, tuple[TestVector, Sequence[tuple[int, bytes]]]]
@@ -119,7 +135,10 @@ async def _write_all(
         if not result.success:
             outcome.refused.append(server.server_id)
             return
-        outcome.placed.update((server.server_id, shnum) for shnum in writes)
+        outcome.check_reads(server.server_id, set(writes), result.reads)
+        for shnum in writes:
+            outcome.placed.add((server.server_id, shnum))
+            outcome.known[(server.server_id, shnum)] = outcome.new_checkstring
 
     await defer.DeferredList(
         [defer.Deferred.fromCoroutine(write_one(server, writes)) for server, writes in plan.values()],
@@ -132,6 +151,12 @@ def _raise_if_unsuccessful(outcome: _WriteOutcome, info: MutableVersionInfo) -> 
         raise UncoordinatedWriteError(
             f"another writer changed the file while version seqnum {info.seqnum} was being written "
             f"({len(outcome.refused)} servers refused the write because their shares had changed); "
+            "read the file again before writing"
+        )
+    if outcome.surprises:
+        raise UncoordinatedWriteError(
+            f"another writer changed the file while version seqnum {info.seqnum} was being written "
+            f"({len(outcome.surprises)} servers hold shares this writer did not know of); "
             "read the file again before writing"
         )
     distinct = {shnum for _, shnum in outcome.placed}
@@ -147,7 +172,7 @@ async def publish_version(
 ) -> None:
     """Write every share of ``encoded``, replacing whatever the server map found."""
     info = encoded.info
-    outcome = _WriteOutcome()
+    outcome = _WriteOutcome(dict(servermap.checkstrings), info.checkstring())
     pending = place_shares(servermap, info.total)
     tried: set[tuple[str, int]] = set()
     available = [s for s in servermap.servers if s.server_id not in servermap.failed_servers]
@@ -290,7 +315,7 @@ async def update_in_place(
             _test_vector(info.checkstring()),
             writes,
         )
-    outcome = _WriteOutcome()
+    outcome = _WriteOutcome(dict(servermap.checkstrings), new_info.checkstring())
     await _write_all(keys.storage_index, keys.writekey, lease_secret, plan, MDMF_CHECKSTRING.size, outcome)
     _raise_if_unsuccessful(outcome, new_info)
     return True
