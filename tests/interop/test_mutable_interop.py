@@ -13,12 +13,18 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest_twisted
 
-from lafs.core import caps
+from lafs.core import caps, hashes
+from lafs.core.params import ClientSecrets, EncodingParameters
 from lafs.mutable.common import CapKeys, write_secrets
+from lafs.mutable.filenode import MutableContext
 from lafs.mutable.keys import generate_private_key
+from lafs.storage_client.foolscap import FoolscapStorageClient, tubid_from_furl
+from lafs.storage_client.interface import ServerVersion
+from lafs.tub import NodeTub
 from tests.interop import harness
 from tests.mutable_grid import SEG, Grid, read, share_bytes
 
@@ -162,3 +168,60 @@ async def test_real_tahoe_reads_our_files_and_we_read_its_update(tahoe_oracle: P
     node = theirs.context().node_for_cap(write_cap)
     assert await read(node) == bytes(data)
     assert theirs.advisories() == []
+
+
+async def connect_real_servers(grid: harness.RealGrid) -> tuple[Any, list[FoolscapStorageClient]]:
+    """Our Tub, connected straight to each real storage node's ``private/storage.furl``."""
+    tub = NodeTub()
+    tub.startService()
+    clients = []
+    for index, node in enumerate(grid.storage_nodes):
+        furl = node.read_private("storage.furl")
+        rref = await tub.getReference(furl)
+        version = ServerVersion.from_dict(await rref.callRemote("get_version"))
+        clients.append(FoolscapStorageClient(rref, f"real-storage{index}", version, tubid_from_furl(furl)))
+    return tub, clients
+
+
+@pytest_twisted.ensureDeferred
+async def test_our_engine_on_real_storage_servers_with_a_real_client(
+    real_grid: harness.RealGrid, tmp_path: Path
+) -> None:
+    """Real servers check our write enablers and test vectors; the real client reads what we write and vice versa."""
+    from twisted.internet import reactor, threads
+
+    tub, servers = await connect_real_servers(real_grid)
+    try:
+        context = MutableContext(
+            servers_for=lambda si: sorted(servers, key=lambda s: hashes.permute_server_hash(si, s.lease_seed)),
+            secrets=ClientSecrets(os.urandom(32), os.urandom(32)),
+            params=EncodingParameters(3, 7, 10),
+            reactor=reactor,
+        )
+        out = tmp_path / "out.bin"
+        for mdmf in (False, True):
+            data = bytearray(os.urandom(2 * SEG + 100))
+            node = await context.create_mutable_file(bytes(data), mdmf=mdmf)
+            await node.update(SEG - 5, b"patch" * 4)
+            data[SEG - 5 : SEG + 15] = b"patch" * 4
+            await threads.deferToThread(real_grid.cli, "get", node.get_readonly_uri(), str(out))
+            assert out.read_bytes() == bytes(data)
+            await node.overwrite(b"small now")
+            await threads.deferToThread(real_grid.cli, "get", node.get_uri(), str(out))
+            assert out.read_bytes() == b"small now"
+
+        # A file the real client made (1-of-3 on this grid), updated in place by us, read by it.
+        source = tmp_path / "theirs.bin"
+        theirs = bytearray(os.urandom(SEG + 10))
+        source.write_bytes(bytes(theirs))
+        put = await threads.deferToThread(real_grid.cli, "put", "--mutable", "--format=MDMF", str(source))
+        cap = caps.from_string(put.stdout.strip())
+        assert isinstance(cap, caps.MDMFWriteCap)
+        node = context.node_for_cap(cap)
+        assert await read(node) == bytes(theirs)
+        await node.update(len(theirs) - 3, b"grown by lafs")
+        theirs[len(theirs) - 3 :] = b"grown by lafs"
+        await threads.deferToThread(real_grid.cli, "get", node.get_uri(), str(out))
+        assert out.read_bytes() == bytes(theirs)
+    finally:
+        await tub.stopService()
