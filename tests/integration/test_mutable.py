@@ -369,3 +369,21 @@ async def test_key_pool_hands_out_distinct_tahoe_sized_keys() -> None:
     for key in keys:
         assert crypto.rsa_private_der_canonical(key) == key  # PKCS#8 DER exactly as Tahoe hashes it
         assert len(crypto.rsa_public_der(key)) == 294
+
+
+@pytest_twisted.ensureDeferred
+async def test_modify_from_two_clients_at_once_keeps_both_changes(grid: Grid) -> None:
+    """modify() re-reads and re-applies after losing a race, so concurrent appends both land."""
+    node = await grid.context().create_mutable_file(b"start", mdmf=False)
+    a = grid.context().node_for_cap(node.cap)
+    b = grid.context().node_for_cap(node.cap)
+    await defer.gatherResults(
+        [
+            defer.Deferred.fromCoroutine(a.modify(lambda old: old + b"|A")),
+            defer.Deferred.fromCoroutine(b.modify(lambda old: old + b"|B")),
+        ]
+    )
+    assert await read(node) in (b"start|A|B", b"start|B|A")
+    await node.modify(lambda old: None)  # nothing to change: nothing written
+    await node.modify(lambda old: old.replace(b"start", b"begin"))
+    assert (await read(node)).startswith(b"begin|")

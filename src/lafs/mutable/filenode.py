@@ -14,19 +14,28 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet import defer
+from twisted.internet import defer, task, threads
 
 from lafs.core import caps
 from lafs.core.mutable_layout import MDMF_VERSION, MutableVersionInfo
 from lafs.core.params import ClientSecrets, EncodingParameters
-from lafs.mutable.common import CapKeys, NotWriteableError, PrivateKeyError, WriteKeys
-from lafs.mutable.encode import encode_mdmf, encode_sdmf
+from lafs.mutable.common import (
+    CapKeys,
+    NotWriteableError,
+    PrivateKeyError,
+    UncoordinatedWriteError,
+    WriteKeys,
+)
+from lafs.mutable.encode import EncodedVersion, encode_mdmf, encode_sdmf
 from lafs.mutable.keys import KeyPool, generate_private_key
 from lafs.mutable.publish import publish_version, update_in_place
 from lafs.mutable.retrieve import choose_version, read_all, retrieve
 from lafs.mutable.servermap import ServerMap, ServersFor, update_servermap
 
 READ_CHUNK = 1024 * 1024
+MODIFY_RETRIES = 4
+MODIFY_BACKOFF = 0.2
+"""Seconds before the first retry of a modification that lost a race; doubled for each further one."""
 
 
 class Source(Protocol):
@@ -85,8 +94,6 @@ class MutableContext:
     async def _new_private_key(self) -> bytes:
         if self.key_pool is not None:
             return await self.key_pool.get()
-        from twisted.internet import threads
-
         return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), generate_private_key)
 
     async def create_mutable_file(
@@ -183,10 +190,16 @@ class MutableFileNode:
         self, keys: WriteKeys, servermap: ServerMap, data: bytes, seqnum: int, needed: int, total: int
     ) -> MutableVersionInfo:
         random_bytes = self._context.random_bytes
-        if self._keys.mdmf:
-            encoded = encode_mdmf(data, keys, seqnum, needed, total, lambda: random_bytes(16))
-        else:
-            encoded = encode_sdmf(data, keys, seqnum, needed, total, random_bytes(16))
+        mdmf = self._keys.mdmf
+
+        def encode() -> EncodedVersion:
+            if mdmf:
+                return encode_mdmf(data, keys, seqnum, needed, total, lambda: random_bytes(16))
+            return encode_sdmf(data, keys, seqnum, needed, total, random_bytes(16))
+
+        # Coding, encrypting, hashing and signing a large file takes a while: keep the reactor free meanwhile.
+        reactor = self._context.reactor
+        encoded = await threads.deferToThreadPool(reactor, reactor.getThreadPool(), encode)
         await publish_version(encoded, keys, servermap, self._context.secrets.lease_secret)
         return encoded.info
 
@@ -246,8 +259,14 @@ class MutableFileNode:
 
         await self._locked(operation)
 
-    async def modify(self, modifier: Callable[[bytes], bytes | None]) -> None:
-        """Replace the contents with ``modifier(current contents)``; None or unchanged bytes write nothing."""
+    async def modify(self, modifier: Callable[[bytes], bytes | None], *, retries: int = MODIFY_RETRIES) -> None:
+        """Replace the contents with ``modifier(current contents)``; None or unchanged bytes write nothing.
+
+        When another writer got in first (`UncoordinatedWriteError`), the
+        file is read again and ``modifier`` applied to the new contents, up to
+        ``retries`` more times, after a growing, randomised pause (so that two
+        writers that collided do not collide again).
+        """
 
         async def operation() -> None:
             servermap = await self.get_servermap(for_writing=True)
@@ -258,4 +277,12 @@ class MutableFileNode:
                 return
             await self._publish(keys, servermap, new, servermap.highest_seqnum() + 1, info.needed, info.total)
 
-        await self._locked(operation)
+        for attempt in range(retries + 1):
+            try:
+                await self._locked(operation)
+                return
+            except UncoordinatedWriteError:
+                if attempt == retries:
+                    raise
+            jitter = int.from_bytes(self._context.random_bytes(2), "big") / 65536
+            await task.deferLater(self._context.reactor, MODIFY_BACKOFF * (2**attempt) * (0.5 + jitter), lambda: None)
