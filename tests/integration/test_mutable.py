@@ -82,7 +82,19 @@ async def test_mdmf_update_in_place(grid: Grid, where: str) -> None:
     offset = len(original) if offset_spec is None else len(original) + 1234 if offset_spec == "gap" else offset_spec
     assert isinstance(offset, int)
     before = {(c.server_id, n): share_bytes(p) for c, n, p in grid.shares(node.get_storage_index())}
+    written = [0]
+    for client in grid.clients:
+        write_method = client.slot_testv_and_readv_and_writev
+
+        async def counting(si: bytes, secrets: object, tw: dict, readv: object, method: object = write_method) -> object:  # type: ignore[type-arg]
+            written[0] += sum(len(data) for _, datav, _ in tw.values() for _, data in datav)
+            return await method(si, secrets, tw, readv)  # type: ignore[operator]
+
+        client.slot_testv_and_readv_and_writev = counting  # type: ignore[method-assign]
     await node.update(offset, BytesSource(patch))
+    touched = len({x // SEG for x in range(min(offset, len(original)), offset + len(patch))})
+    # Only the touched segments' blocks plus the key material, trees and header go out to each share.
+    assert written[0] <= 10 * (touched * (16 + SEG // 3) + 3000)
     expected = bytearray(original)
     if offset > len(expected):
         expected += b"\x00" * (offset - len(expected))
@@ -387,3 +399,26 @@ async def test_modify_from_two_clients_at_once_keeps_both_changes(grid: Grid) ->
     await node.modify(lambda old: None)  # nothing to change: nothing written
     await node.modify(lambda old: old.replace(b"start", b"begin"))
     assert (await read(node)).startswith(b"begin|")
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest_twisted.ensureDeferred
+async def test_random_mdmf_updates_match_a_model(grid: Grid, seed: int) -> None:
+    """A run of random in-place updates (inside, across segments, at and past the end) against a bytearray model."""
+    import random
+
+    rng = random.Random(seed)
+    model = bytearray(rng.randbytes(rng.choice([1, SEG - 1, SEG, 2 * SEG + 17])))
+    node = await grid.context().create_mutable_file(bytes(model), mdmf=True)
+    for _ in range(8):
+        offset = rng.choice([0, rng.randrange(len(model) + 1), len(model), len(model) + rng.randrange(1, SEG + 5)])
+        offset = rng.choice([offset, (offset // SEG) * SEG, max(0, (offset // SEG) * SEG - 1)])
+        patch = rng.randbytes(rng.choice([1, 15, rng.randrange(1, 2 * SEG)]))
+        await node.update(offset, patch)
+        if offset > len(model):
+            model += b"\x00" * (offset - len(model))
+        model[offset : offset + len(patch)] = patch
+        assert await node.get_current_size() == len(model)
+    assert await read(node) == bytes(model)
+    start = rng.randrange(len(model))
+    assert await read(node, start, 1000) == bytes(model[start : start + 1000])
