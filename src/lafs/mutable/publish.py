@@ -267,15 +267,19 @@ async def update_in_place(
     region_start = first * segsize
     region_end = min(new_len, (last + 1) * segsize)
 
-    # The untouched bytes at either end of the region come from the old version.
+    # Old bytes the new data does not cover, at either end of the region, are read back
+    # (verified) from the old version; a segment the new data covers whole is not read at all.
     reader = VersionReader(cap_keys, servermap, info)
-    old_segments = -(-old_len // segsize)
     region = bytearray(region_end - region_start)
-    for seg in sorted({first, last}):
-        if seg < old_segments:
-            (plain,) = await reader.segments(seg, seg)
-            at = seg * segsize - region_start
-            region[at : at + len(plain)] = plain
+    wanted = set()
+    if region_start < lo:
+        wanted.add(first)
+    if end < min(old_len, region_end):
+        wanted.add(last)
+    for seg in sorted(wanted):
+        (plain,) = await reader.segments(seg, seg)
+        at = seg * segsize - region_start
+        region[at : at + len(plain)] = plain
     region[offset - region_start : end - region_start] = data
 
     layout = mutable_segment_layout(new_len, info.needed, info.total, mdmf=True, max_segment_size=segsize)
@@ -308,7 +312,7 @@ async def update_in_place(
             (offsets.signature, signature),
             (offsets.verification_key, keys.public_key),
             (MDMF_PREFIX.size, offsets.pack()),
-            # The new checkstring last, as Tahoe does: a reader never sees it before the rest.
+            # The new signed prefix (and so the checkstring) last, in the order Tahoe writes them.
             (0, new_info.signed_prefix()),
         ]
         plan.setdefault(record.server.server_id, (record.server, {}))[1][shnum] = (
