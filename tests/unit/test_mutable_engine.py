@@ -235,3 +235,19 @@ def test_write_answer_surprises() -> None:
     assert outcome.surprises == ["s1"]
     outcome.check_reads("s2", {3}, {4: [b"anything"]})
     assert outcome.surprises == ["s1", "s2"]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[2] / "src" / "lafs" / "mutable").glob("*.py")), ids=lambda p: p.name)
+def test_mutable_layer_imports_only_downward(path: Path) -> None:
+    """lafs.mutable reaches servers only through the storage-client interface: no client, web, sockets or foolscap."""
+    import ast
+
+    forbidden = ("lafs.client", "lafs.web", "lafs.cli", "lafs.dirnode", "lafs.storage.", "lafs.tub", "foolscap", "socket")
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module]
+        for name in names:
+            assert not any(name == f.rstrip(".") or name.startswith(f if f.endswith(".") else f + ".") for f in forbidden), name
