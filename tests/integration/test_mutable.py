@@ -422,3 +422,56 @@ async def test_random_mdmf_updates_match_a_model(grid: Grid, seed: int) -> None:
     assert await read(node) == bytes(model)
     start = rng.randrange(len(model))
     assert await read(node, start, 1000) == bytes(model[start : start + 1000])
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
+async def test_check_verify_and_repair(grid: Grid, mdmf: bool) -> None:
+    from lafs.mutable.checker import check
+    from lafs.mutable.common import CapKeys
+    from lafs.mutable.servermap import update_servermap
+
+    data = os.urandom(SEG + 500)
+    node = await grid.context().create_mutable_file(data, mdmf=mdmf)
+    results = await node.check()
+    assert results.healthy and results.summary == "Healthy"
+    assert (results.good_shares, results.good_share_hosts, results.needed, results.expected) == (10, 10, 3, 10)
+
+    # Data corruption is invisible to a plain check, and found by a verify (and reported).
+    rank = {c.server_id: i for i, c in enumerate(grid.permuted(node.get_storage_index()))}
+    placed = sorted(grid.shares(node.get_storage_index()), key=lambda e: rank[e[0].server_id])
+    for _, _, path in placed[-2:]:
+        flip(path, corrupt_field_offset(share_bytes(path), mdmf, "data"))
+    assert (await node.check()).healthy
+    verified = await node.check(verify=True)
+    assert not verified.healthy and verified.good_shares == 8
+    assert sorted(n for _, n, _ in verified.corrupt_shares) == sorted(n for _, n, _ in placed[-2:])
+    assert "2 corrupt shares" in verified.summary
+    assert len(grid.advisories()) == 2
+
+    # A verify cap is enough to check and verify.
+    verify_cap = caps.from_string(node.get_verify_uri())
+    keys = CapKeys.from_cap(verify_cap)  # type: ignore[arg-type]
+    by_verifier = await check(keys, await update_servermap(keys, grid.permuted(keys.storage_index)), verify=True)
+    assert by_verifier.good_shares == 8
+
+    # Repair republishes the best version over every share; three servers are down meanwhile.
+    for client in placed[:3]:
+        client[0].stopped = True
+    before, repaired = await node.repair(verify=True)
+    assert repaired and not before.healthy
+    after = await node.check(verify=True)
+    assert after.healthy, after.summary
+    assert after.good_share_hosts == 7 and after.best_version is not None and after.best_version.seqnum == 2
+    for client in placed[:3]:
+        client[0].stopped = False
+    assert await read(node) == data
+    assert not (await node.check()).healthy  # the three old shares are back: two versions now
+    assert (await node.repair())[1] and (await node.check()).healthy
+
+
+@pytest_twisted.ensureDeferred
+async def test_read_only_cap_cannot_repair(grid: Grid) -> None:
+    node = await grid.context().create_mutable_file(b"x", mdmf=True)
+    with pytest.raises(NotWriteableError):
+        await grid.context().node_for_cap(node.cap.get_readonly()).repair()  # type: ignore[arg-type]

@@ -97,21 +97,23 @@ def decrypt_private_key(writekey: bytes, enc_privkey: bytes) -> bytes | None:
 
 @attrs.frozen
 class CapKeys:
-    """What a read or write cap gives a reader and (for write caps) a writer."""
+    """What a cap gives: a verify cap finds and checks shares, a read cap also decrypts, a write cap also signs."""
 
-    readkey: bytes = attrs.field(repr=False)
+    readkey: bytes | None = attrs.field(repr=False)
     storage_index: bytes
     fingerprint: bytes
     writekey: bytes | None = attrs.field(repr=False, default=None)
     mdmf: bool = False
 
     @classmethod
-    def from_cap(cls, cap: caps.MutableWriteCap | caps.MutableReadCap) -> CapKeys:
-        mdmf = isinstance(cap, caps.MDMFWriteCap | caps.MDMFReadCap)
+    def from_cap(cls, cap: caps.MutableWriteCap | caps.MutableReadCap | caps.MutableVerifierCap) -> CapKeys:
+        mdmf = isinstance(cap, caps.MDMFWriteCap | caps.MDMFReadCap | caps.MDMFVerifierCap)
         if isinstance(cap, caps.MutableWriteCap):
             read = cap.get_readonly()
             return cls(read.readkey, read.get_storage_index(), cap.fingerprint, cap.writekey, mdmf)
-        return cls(cap.readkey, cap.get_storage_index(), cap.fingerprint, None, mdmf)
+        if isinstance(cap, caps.MutableReadCap):
+            return cls(cap.readkey, cap.get_storage_index(), cap.fingerprint, None, mdmf)
+        return cls(None, cap.storage_index, cap.fingerprint, None, mdmf)
 
 
 def write_secrets(

@@ -19,6 +19,7 @@ from twisted.internet import defer, task, threads
 from lafs.core import caps
 from lafs.core.mutable_layout import MDMF_VERSION, MutableVersionInfo
 from lafs.core.params import ClientSecrets, EncodingParameters
+from lafs.mutable.checker import MutableCheckResults, check
 from lafs.mutable.common import (
     CapKeys,
     NotWriteableError,
@@ -171,6 +172,33 @@ class MutableFileNode:
     async def download_best_version(self) -> bytes:
         data, _ = await read_all(self._keys, await self.get_servermap())
         return data
+
+    # --- checking ---------------------------------------------------------------------
+
+    async def check(self, *, verify: bool = False) -> MutableCheckResults:
+        """The file's health; ``verify`` also fetches and checks every block of the best version."""
+        return await check(self._keys, await self.get_servermap(), verify=verify)
+
+    async def repair(self, *, verify: bool = False) -> tuple[MutableCheckResults, bool]:
+        """Check, and if unhealthy but recoverable, republish the best version (next seqnum) over every share.
+
+        Returns (the results before repair, whether a repair was made).
+        """
+        self._check_writeable()
+
+        async def operation() -> tuple[MutableCheckResults, bool]:
+            servermap = await self.get_servermap(for_writing=True)
+            results = await check(self._keys, servermap, verify=verify)
+            if results.healthy or results.best_version is None:
+                return results, False
+            keys = await self._write_keys(servermap)
+            info = results.best_version
+            data, _ = await read_all(self._keys, servermap, info)
+            await self._publish(keys, servermap, data, servermap.highest_seqnum() + 1, info.needed, info.total)
+            return results, True
+
+        result: tuple[MutableCheckResults, bool] = await self._locked(operation)
+        return result
 
     # --- writing --------------------------------------------------------------------
 

@@ -26,7 +26,13 @@ from lafs.core.mutable_layout import (
     mdmf_block_range,
 )
 from lafs.core.share_layout import unpack_hashes
-from lafs.mutable.common import SHARE_TYPE, CapKeys, NotEnoughSharesError, UnrecoverableFileError
+from lafs.mutable.common import (
+    SHARE_TYPE,
+    CapKeys,
+    MutableFileError,
+    NotEnoughSharesError,
+    UnrecoverableFileError,
+)
 from lafs.mutable.encode import ShareCorruptError, block_leaf, check_block_tree, crypt, layout_of
 from lafs.mutable.servermap import ServerMap, ShareRecord
 from lafs.storage_client.interface import ServerError
@@ -75,7 +81,8 @@ class VersionReader:
         d.addErrback(lambda _: None)
         return d
 
-    async def _activate_one(self, record: ShareRecord) -> None:
+    async def activate(self, record: ShareRecord) -> None:
+        """Fetch and verify one share's block hash tree; on success the share becomes active."""
         start, length = record.block_hash_tree_range
         try:
             answer = await record.server.slot_readv(self.keys.storage_index, [record.shnum], [(start, length)])
@@ -111,7 +118,7 @@ class VersionReader:
                     found=len(self.active),
                     needed=k,
                 )
-            await defer.DeferredList([defer.Deferred.fromCoroutine(self._activate_one(r)) for r in batch], consumeErrors=True)
+            await defer.DeferredList([defer.Deferred.fromCoroutine(self.activate(r)) for r in batch], consumeErrors=True)
 
     # --- blocks -----------------------------------------------------------------------
 
@@ -124,7 +131,7 @@ class VersionReader:
             for seg in range(first, last + 1)
         ]
 
-    async def _fetch(self, shnum: int, first: int, last: int) -> list[tuple[bytes, bytes]] | None:
+    async def fetch_blocks(self, shnum: int, first: int, last: int) -> list[tuple[bytes, bytes]] | None:
         """Verified (salt, block) of each segment in [first, last] from one active share, or None if it failed."""
         record, leaves = self.active[shnum]
         layout = self.layout
@@ -162,18 +169,21 @@ class VersionReader:
             await self.ensure_active(exclude=set(got))
             todo = [shnum for shnum in self.active if shnum not in got][: k - len(got)]
             results = await defer.DeferredList(
-                [defer.Deferred.fromCoroutine(self._fetch(shnum, first, last)) for shnum in todo], consumeErrors=True
+                [defer.Deferred.fromCoroutine(self.fetch_blocks(shnum, first, last)) for shnum in todo], consumeErrors=True
             )
             for shnum, (ok, value) in zip(todo, results, strict=True):
                 if ok and value is not None:
                     got[shnum] = value
         chosen = sorted(got)[:k]
+        readkey = self.keys.readkey
+        if readkey is None:
+            raise MutableFileError("a verify cap can check a mutable file's shares but cannot decrypt them")
         plaintexts = []
         for i, seg in enumerate(range(first, last + 1)):
             padded = self.codec.decode({shnum: got[shnum][i][1] for shnum in chosen})
             _, seg_length = self.layout.segment_range(seg)
             salt = got[chosen[0]][i][0]
-            plaintexts.append(crypt(self.keys.readkey, salt, padded[:seg_length]))
+            plaintexts.append(crypt(readkey, salt, padded[:seg_length]))
         return plaintexts
 
 
