@@ -203,3 +203,66 @@ def mdmf_block_range(segnum: int, num_segments: int, block_size: int, tail_block
     stride = MDMF_SALT_SIZE + block_size
     length = MDMF_SALT_SIZE + (tail_block_size if segnum == num_segments - 1 else block_size)
     return MDMF_DATA_OFFSET + segnum * stride, length
+
+
+@attrs.frozen
+class MDMFShare:
+    """A whole MDMF share; ``share_data`` is every segment's ``salt || block`` back to back."""
+
+    info: MutableVersionInfo
+    enc_privkey: bytes
+    share_hash_chain: dict[int, bytes]
+    signature: bytes
+    verification_key: bytes
+    share_data: bytes
+    block_hash_tree: list[bytes]
+
+    def offsets(self) -> MDMFOffsets:
+        return mdmf_offsets(
+            len(self.enc_privkey),
+            len(self.share_hash_chain),
+            len(self.signature),
+            len(self.verification_key),
+            len(self.share_data),
+            HASH_SIZE * len(self.block_hash_tree),
+        )
+
+    def pack(self) -> bytes:
+        offsets = self.offsets()
+        head = b"".join(
+            [
+                self.info.signed_prefix(),
+                offsets.pack(),
+                self.enc_privkey,
+                pack_share_hash_chain(sorted(self.share_hash_chain.items())),
+                self.signature,
+                self.verification_key,
+            ]
+        )
+        # Tahoe leaves the rest of the reserved area unwritten; on disk that reads as zeros.
+        return b"".join([head, b"\x00" * (MDMF_DATA_OFFSET - len(head)), self.share_data, *self.block_hash_tree])
+
+    @classmethod
+    def unpack(cls, data: bytes) -> MDMFShare:
+        info = unpack_prefix(data)
+        if info.version != MDMF_VERSION:
+            raise MutableShareLayoutError("not an MDMF share (version byte is not 1)")
+        o = MDMFOffsets.unpack(data)
+        if o.eof > len(data):
+            raise MutableShareLayoutError("MDMF share offsets run past the end (corrupt share)")
+        tree_bytes = data[o.block_hash_tree : o.eof]
+        if len(tree_bytes) % HASH_SIZE:
+            raise MutableShareLayoutError("MDMF block hash tree is not a whole number of hashes")
+        try:
+            chain = unpack_share_hash_chain(data[o.share_hash_chain : o.signature])
+        except FormatError as e:
+            raise MutableShareLayoutError(f"MDMF share hash chain: {e}") from None
+        return cls(
+            info=info,
+            enc_privkey=data[o.enc_privkey : o.share_hash_chain],
+            share_hash_chain=chain,
+            signature=data[o.signature : o.verification_key],
+            verification_key=data[o.verification_key : o.verification_key_end],
+            share_data=data[o.share_data : o.block_hash_tree],
+            block_hash_tree=[tree_bytes[i : i + HASH_SIZE] for i in range(0, len(tree_bytes), HASH_SIZE)],
+        )
