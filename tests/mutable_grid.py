@@ -27,7 +27,7 @@ class Grid:
         clock = Clock()
         clock.advance(1_700_000_000)
         self.clients = [
-            InProcessStorageClient(StorageServer(str(base / f"s{i}"), bytes([i + 1]) * 20, clock=clock), f"v0-server{i:02d}")
+            InProcessStorageClient(StorageServer.on_disk(str(base / f"s{i}"), bytes([i + 1]) * 20, clock=clock), f"v0-server{i:02d}")
             for i in range(count)
         ]
 
@@ -36,20 +36,20 @@ class Grid:
 
     def share_path(self, client: InProcessStorageClient, storage_index: bytes, shnum: int) -> Path:
         encoded = base32.b2a(storage_index)
-        return Path(client.server.shares_dir) / encoded[:2] / encoded / str(shnum)
+        return Path(client.server.backend.shares_dir) / encoded[:2] / encoded / str(shnum)
 
     def shares(self, storage_index: bytes) -> list[tuple[InProcessStorageClient, int, Path]]:
         found = []
         for client in self.clients:
             encoded = base32.b2a(storage_index)
-            bucket = Path(client.server.shares_dir) / encoded[:2] / encoded
+            bucket = Path(client.server.backend.shares_dir) / encoded[:2] / encoded
             found += [(client, int(p.name), p) for p in sorted(bucket.glob("[0-9]*"))]
         return found
 
     def advisories(self) -> list[str]:
         out = []
         for client in self.clients:
-            directory = Path(client.server.corruption_dir)
+            directory = Path(client.server.backend.corruption_dir)
             out += [p.name for p in directory.glob("*")] if directory.exists() else []
         return out
 

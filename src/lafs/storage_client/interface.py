@@ -118,10 +118,15 @@ class BucketReaderClient(Protocol):
 class StorageServerClient(Protocol):
     """One storage server, as the client side sees it."""
 
-    server_id: str
-    lease_seed: bytes
-    """The server's binary tubid: Tahoe mixes it into each server's lease secrets and write enablers."""
-    version: ServerVersion
+    @property
+    def server_id(self) -> str: ...
+
+    @property
+    def lease_seed(self) -> bytes:
+        """The server's binary tubid: Tahoe mixes it into each server's lease secrets and write enablers."""
+
+    @property
+    def version(self) -> ServerVersion: ...
 
     async def allocate_buckets(
         self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes, sharenums: Iterable[int], allocated_size: int
