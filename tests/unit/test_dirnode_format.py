@@ -397,3 +397,12 @@ def test_rename_child() -> None:
     with pytest.raises(NoSuchChildError):
         rename_child(children, "zz", "y", now=5.0)
     assert rename_child(children, "a", "a", now=5.0) == children
+
+
+def test_make_child_error_types() -> None:
+    """A mutable cap claiming immutability is a MustBeDeepImmutableError; a broken cap a plain CapError."""
+    with pytest.raises(MustBeDeepImmutableError):
+        make_child("a", None, "imm." + SSK_RO)
+    with pytest.raises(caps.CapError) as info:
+        make_child("a", None, "URI:CHK:garbage")
+    assert not isinstance(info.value, MustBeDeepImmutableError)

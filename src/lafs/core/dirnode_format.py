@@ -150,6 +150,8 @@ class ChildCaps:
     read_uri: str | None
     cap: caps.FileCap | caps.DirectoryCap | None
     error: str | None = None
+    # True when the error is a mutable cap where only immutable ones may go ('imm.', DIR2-CHK).
+    mutable_in_immutable: bool = False
 
     @property
     def is_unknown(self) -> bool:
@@ -354,13 +356,16 @@ def _strip_prefixes(text: str) -> str:
     return text
 
 
-def _parse(text: str, deep_immutable: bool) -> tuple[caps.FileCap | caps.DirectoryCap | None, str | None]:
+_Parsed: TypeAlias = tuple[caps.FileCap | caps.DirectoryCap | None, caps.CapError | None]
+
+
+def _parse(text: str, deep_immutable: bool) -> _Parsed:
     """(known cap, None), (None, None) for an unknown kind, or (None, error) for a broken cap."""
     try:
         return caps.from_string_strict(text, deep_immutable), None
     except caps.CapError as e:
         if _strip_prefixes(text).startswith(_KNOWN_PREFIXES) or isinstance(e, MustBeDeepImmutableError):
-            return None, str(e)
+            return None, e
         return None, None
 
 
@@ -377,15 +382,19 @@ def _interpret(write: str | None, read: str | None, deep_immutable: bool) -> Chi
         cap, error = _parse(write, deep_immutable=False)
         if cap is not None:
             if deep_immutable and cap.is_mutable():
-                return ChildCaps(None, None, None, f"a mutable cap ({cap.kind}) in an immutable directory")
+                reason = f"a mutable cap ({cap.kind}) in an immutable directory"
+                return ChildCaps(None, None, None, reason, mutable_in_immutable=True)
             return _known(cap)
         if deep_immutable:
-            return ChildCaps(None, None, None, "an unknown write cap cannot be a child of an immutable directory")
+            reason = "an unknown write cap cannot be a child of an immutable directory"
+            return ChildCaps(None, None, None, reason, mutable_in_immutable=True)
         if read is None:
-            return ChildCaps(None, None, None, error or "an unknown write cap needs a read cap beside it")
+            reason = str(error) if error else "an unknown write cap needs a read cap beside it"
+            return ChildCaps(None, None, None, reason)
         if read.startswith(_IMM):
             # 'imm.' claims immutability, which a link with a write cap contradicts.
-            return ChildCaps(None, None, None, "an unknown write cap beside a read cap marked 'imm.'")
+            reason = "an unknown write cap beside a read cap marked 'imm.'"
+            return ChildCaps(None, None, None, reason, mutable_in_immutable=True)
         # An unknown write cap: both kept verbatim; the read cap is marked as alleged read-only.
         shown = read if read.startswith(_RO) else _RO + read
         return ChildCaps(write, shown, None)
@@ -395,7 +404,8 @@ def _interpret(write: str | None, read: str | None, deep_immutable: bool) -> Chi
     if cap is not None:
         return _known(cap)
     if error is not None:
-        return ChildCaps(None, None, None, error)
+        immutability = isinstance(error, MustBeDeepImmutableError)
+        return ChildCaps(None, None, None, str(error), mutable_in_immutable=immutability)
     if deep_immutable:
         return ChildCaps(None, _IMM + _strip_prefixes(read), None)
     return ChildCaps(None, read if read.startswith((_RO, _IMM)) else _RO + read, None)
@@ -413,7 +423,7 @@ def describe_child(child: Child, *, deep_immutable: bool = False, writable: bool
         return described
     if described.cap is not None:
         return _known(described.cap.get_readonly())
-    return ChildCaps(None, described.read_uri, None, described.error)
+    return ChildCaps(None, described.read_uri, None, described.error, described.mutable_in_immutable)
 
 
 # --- metadata --------------------------------------------------------------------------
@@ -465,7 +475,7 @@ def make_child(
     name = validate_name(name)
     described = _interpret(write_uri, read_uri, deep_immutable)
     if described.error is not None:
-        if deep_immutable or "immutable" in described.error:
+        if described.mutable_in_immutable:
             raise MustBeDeepImmutableError(f"child {name!r}: {described.error}")
         raise caps.CapError(f"child {name!r}: {described.error}")
     if described.write_uri is None and described.read_uri is None:
