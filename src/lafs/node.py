@@ -22,6 +22,7 @@ from lafs.core.errors import Base32Error
 from lafs.core.params import ClientSecrets
 from lafs.introducer.client import IntroducerClient
 from lafs.introducer.server import IntroducerService
+from lafs.mutable.keys import KeyPool
 from lafs.nodedir import free_port as _free_port
 from lafs.nodedir import node_kind
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
@@ -82,12 +83,15 @@ class Node(service.MultiService):
         self.introducer_clients: list[IntroducerClient] = []
         self.storage_broker: StorageBroker | None = None
         self.node_maker: NodeMaker | None = None
+        self.key_pool: KeyPool | None = None
         self.web: WebGateway | None = None
         self._permutation_seed: str | None = None
         self._foolscap_storage: FoolscapStorageServer | None = None
 
     def startService(self) -> None:
         super().startService()
+        if self.key_pool is not None:
+            self.key_pool.start()
         if self._foolscap_storage is not None and self._permutation_seed is not None and self.tub.locationHints:
             self.storage_furl = self.tub.registerReference(
                 self._foolscap_storage, furlFile=self.config.private_path("storage.furl")
@@ -267,12 +271,17 @@ def _add_client(node: Node, config: NodeConfig, identity: NodeIdentity, tub: Nod
         client.subscribe_to("storage", broker.got_announcement)
         client.setServiceParent(node)
         node.introducer_clients.append(client)
+    # RSA-2048 keys take ~0.05 s each (the cryptography package, in a worker thread): one kept ready makes creating a mutable file fast.
+    key_pool = KeyPool(reactor, size=1)
+    node.key_pool = key_pool
     node.node_maker = NodeMaker(
         servers_for=broker.storage_clients,
         params=config.client.encoding,
         secrets=identity.secrets,
         workers=reactor_workers(reactor),
         codec_factory=isal.codec,
+        key_pool=key_pool,
+        mutable_format=config.client.mutable_format.upper(),
     )
 
 

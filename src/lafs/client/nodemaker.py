@@ -13,6 +13,8 @@ from lafs.core.hashes import Sha256dHasher
 from lafs.core.params import ClientSecrets, EncodingParameters
 from lafs.immutable.download import download_immutable
 from lafs.immutable.upload import UploadResult, convergence_hasher_for, upload_immutable
+from lafs.mutable.filenode import MutableContext, MutableFileNode
+from lafs.mutable.keys import KeyPool
 from lafs.storage_client.interface import StorageServerClient
 from lafs.workers import Workers
 
@@ -137,7 +139,8 @@ class CapOnlyNode(_CapNode):
         return UnsupportedOperationError(f"{what} caps are not readable through this gateway yet")
 
 
-Node = LiteralFileNode | ImmutableFileNode | CapOnlyNode
+Node = LiteralFileNode | ImmutableFileNode | MutableFileNode | CapOnlyNode
+MUTABLE_FORMATS = ("SDMF", "MDMF")
 
 
 class NodeMaker:
@@ -151,13 +154,23 @@ class NodeMaker:
         secrets: ClientSecrets,
         workers: Workers,
         codec_factory: Callable[[int, int], ZfecCodec] = ZfecCodec,
+        key_pool: KeyPool | None = None,
+        mutable_format: str = "SDMF",
     ) -> None:
-        """``codec_factory(needed, total)`` makes the uploads' erasure codec (``lafs.isal.codec`` where ISA-L loads)."""
+        """``codec_factory(needed, total)`` makes the uploads' erasure codec (``lafs.isal.codec`` where ISA-L loads).
+
+        ``key_pool`` keeps RSA keys ready for new mutable files; ``mutable_format``
+        (``[client]mutable.format``) is what a new mutable file is made as when no format is asked for.
+        """
+        if mutable_format not in MUTABLE_FORMATS:
+            raise ValueError(f"mutable_format must be SDMF or MDMF, not {mutable_format!r}")
         self._servers_for = servers_for
         self.params = params
         self._secrets = secrets
         self._workers = workers
         self._codec_factory = codec_factory
+        self.mutable_format = mutable_format
+        self._mutable = MutableContext(servers_for, secrets, params, workers.reactor, key_pool=key_pool)
 
     def node_from_string(self, cap_text: str) -> Node:
         """The node for a cap string; a malformed cap raises ``caps.CapError``."""
@@ -168,7 +181,16 @@ class NodeMaker:
             return LiteralFileNode(cap)
         if isinstance(cap, caps.CHKFileCap):
             return ImmutableFileNode(cap, self._servers_for, self._workers)
+        if isinstance(cap, caps.MutableWriteCap | caps.MutableReadCap):
+            return self._mutable.node_for_cap(cap)
         return CapOnlyNode(cap)
+
+    async def create_mutable_file(self, source: DataSource, file_format: str | None = None) -> MutableFileNode:
+        """Publish a new mutable file holding ``source``: SDMF or MDMF, by default ``mutable_format``."""
+        chosen = (file_format or self.mutable_format).upper()
+        if chosen not in MUTABLE_FORMATS:
+            raise UnsupportedOperationError(f"{chosen} is not a mutable format (use SDMF or MDMF)")
+        return await self._mutable.create_mutable_file(source, mdmf=chosen == "MDMF")
 
     def convergence_hasher(self, size: int) -> Sha256dHasher:
         """A hasher for a ``size``-byte file: its digest is the key ``upload_immutable`` would derive."""

@@ -50,6 +50,8 @@ class FileNode(Protocol):
 
     def is_readonly(self) -> bool: ...
 
+    def is_directory(self) -> bool: ...
+
     def format_name(self) -> str:
         """``"CHK"`` (literal and immutable files), ``"SDMF"`` or ``"MDMF"``."""
 

@@ -130,6 +130,9 @@ class MutableFileNode:
     def is_readonly(self) -> bool:
         return self._cap.is_readonly()
 
+    def is_directory(self) -> bool:
+        return False
+
     def format_name(self) -> str:
         return "MDMF" if self._keys.mdmf else "SDMF"
 

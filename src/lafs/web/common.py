@@ -23,6 +23,13 @@ from lafs.core import caps
 from lafs.core.errors import LafsError
 from lafs.immutable.download import NotEnoughSharesError
 from lafs.immutable.upload import UploadUnhappinessError
+from lafs.mutable.common import (
+    NotEnoughServersError,
+    NotWriteableError,
+    PrivateKeyError,
+    UncoordinatedWriteError,
+)
+from lafs.mutable.common import NotEnoughSharesError as MutableNotEnoughSharesError
 from lafs.web import html
 
 log = Logger()
@@ -38,12 +45,16 @@ class WebError(LafsError):
 
 ERROR_STATUS: tuple[tuple[type[LafsError], int], ...] = (
     # Most specific first: the first class the error is an instance of decides.
-    # Mutable files and directories add their errors here (UncoordinatedWriteError
-    # 409, NoSuchChildError 404, ExistingChildError 409, a write through a
-    # read-only cap 400), so that every resource answers them alike.
+    # Directories add theirs here (NoSuchChildError 404, ExistingChildError 409),
+    # so that every resource answers them alike.
     (caps.CapError, http.BAD_REQUEST),
     (NotReadableError, http.BAD_REQUEST),
+    (NotWriteableError, http.BAD_REQUEST),
     (NotEnoughSharesError, http.GONE),
+    (MutableNotEnoughSharesError, http.GONE),
+    (UncoordinatedWriteError, http.CONFLICT),
+    (NotEnoughServersError, http.SERVICE_UNAVAILABLE),
+    (PrivateKeyError, http.GONE),
     (UnsupportedOperationError, http.NOT_IMPLEMENTED),
     (UploadUnhappinessError, http.SERVICE_UNAVAILABLE),
 )
@@ -189,11 +200,14 @@ FileFormat = Literal["CHK", "SDMF", "MDMF"]
 _FORMATS: tuple[FileFormat, ...] = ("CHK", "SDMF", "MDMF")
 
 
-def get_format(request: Any, default: FileFormat = "CHK") -> FileFormat:
-    """``format=`` (any case) as Tahoe reads it; without one, a bare ``mutable=true`` means SDMF."""
+def get_format(request: Any, default: FileFormat = "CHK", mutable_default: FileFormat = "SDMF") -> FileFormat:
+    """``format=`` (any case) as Tahoe reads it; without one, a bare ``mutable=true`` means ``mutable_default``.
+
+    Tahoe 1.20 always makes SDMF there; we make what ``[client]mutable.format`` says (SDMF unless set).
+    """
     value = get_arg(request, "format")
     if not value:
-        return "SDMF" if get_boolean_arg(request, "mutable") else default
+        return mutable_default if get_boolean_arg(request, "mutable") else default
     for name in _FORMATS:
         if value.upper() == name:
             return name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import unquote, urljoin
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
@@ -13,11 +13,20 @@ from twisted.web import http, static
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
-from lafs.client.nodemaker import CapOnlyNode, Node
+from lafs.client.nodemaker import CapOnlyNode, MutableFileNode, Node
 from lafs.client.nodes import Sink
-from lafs.web.common import Dispatch, HandlerResult, WebError, get_arg, get_boolean_arg, get_t
+from lafs.web.common import (
+    Dispatch,
+    HandlerResult,
+    WebError,
+    get_arg,
+    get_boolean_arg,
+    get_t,
+    when_done_url,
+)
 from lafs.web.html import send_page
 from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
+from lafs.web.unlinked import form_file, spooled_source
 
 
 class Readable(Protocol):
@@ -48,7 +57,8 @@ class FileHandler:
                 (b"GET", "info"): self._info,
                 (b"GET", "uri"): self._uri,
                 (b"GET", "readonly-uri"): self._readonly_uri,
-                # A mutable file adds (b"PUT", "") -> overwrite/update and (b"POST", "upload") here.
+                (b"PUT", ""): self._replace,
+                (b"POST", "upload"): self._replace_from_form,
             },
         )
 
@@ -63,8 +73,65 @@ class FileHandler:
             return NOT_DONE_YET
         return self.operations.render(request)
 
-    def _json(self, request: Any) -> bytes:
+    def _json(self, request: Any) -> HandlerResult:
+        if isinstance(self.node, MutableFileNode):
+            return self._json_with_current_size(request, self.node)
         return json_body(request, node_json(self.node))
+
+    @staticmethod
+    async def _json_with_current_size(request: Any, node: MutableFileNode) -> None:
+        """A mutable file's JSON: its size is that of the version the grid holds now."""
+        description = node_json(node)
+        description[1]["size"] = await node.get_current_size()
+        request.write(json_body(request, description))
+        request.finish()
+
+    def _writable(self) -> MutableFileNode:
+        node = self.node
+        if not isinstance(node, MutableFileNode):
+            raise WebError(http.BAD_REQUEST, "an immutable file cannot be changed; upload a new one instead")
+        if node.is_readonly():
+            raise WebError(http.BAD_REQUEST, "this is a read-only cap: the file cannot be changed through it")
+        return node
+
+    def _replace(self, request: Any) -> HandlerResult:
+        """``PUT /uri/$WRITECAP``: the body replaces the contents, or with ``offset=N`` (MDMF) is written at N."""
+        node = self._writable()
+        offset_text = get_arg(request, "offset")
+        if not offset_text:
+            return self._overwrite(request, node, request.content)
+        try:
+            offset = int(offset_text)
+        except ValueError:
+            raise WebError(http.BAD_REQUEST, f"offset={offset_text!r} is not a whole number") from None
+        if offset < 0:
+            raise WebError(http.BAD_REQUEST, f"offset={offset} is negative; it must be 0 or more")
+        if node.format_name() != "MDMF":
+            raise WebError(http.BAD_REQUEST, f"offset= needs an MDMF file; this one is {node.format_name()} (replace it whole instead)")
+        return self._update(request, node, offset)
+
+    def _replace_from_form(self, request: Any) -> HandlerResult:
+        """``POST /uri/$WRITECAP?t=upload``: the form's ``file`` replaces the contents."""
+        node = self._writable()
+        return self._overwrite(request, node, form_file(request), when_done=get_arg(request, "when_done"))
+
+    async def _overwrite(self, request: Any, node: MutableFileNode, body: Any, when_done: str = "") -> None:
+        await node.overwrite(spooled_source(body))
+        self._written(request, node, when_done)
+
+    async def _update(self, request: Any, node: MutableFileNode, offset: int) -> None:
+        await node.update(offset, spooled_source(request.content))
+        self._written(request, node)
+
+    @staticmethod
+    def _written(request: Any, node: MutableFileNode, when_done: str = "") -> None:
+        if when_done:
+            request.redirect(urljoin(request.prePathURL().decode("utf-8"), when_done_url(when_done, node.get_uri())).encode("utf-8"))
+        else:
+            request.setResponseCode(http.OK)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.write(node.get_uri().encode("ascii"))
+        request.finish()
 
     def _info(self, request: Any) -> HandlerResult:
         return send_page(request, InfoPage(self.node))

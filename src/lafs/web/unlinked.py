@@ -10,7 +10,7 @@ from urllib.parse import quote, urljoin
 from twisted.web import http
 from twisted.web.template import Element, renderer, tags
 
-from lafs.client.nodemaker import Node, NodeMaker, UnsupportedOperationError
+from lafs.client.nodemaker import Node, NodeMaker
 from lafs.client.nodes import FileSource
 from lafs.client.storage_broker import StorageBroker
 from lafs.immutable.upload import UploadResult
@@ -35,38 +35,41 @@ class UnlinkedUploads:
 
     def put(self, request: Any) -> HandlerResult:
         """``PUT /uri``: the request body is the file; answers with its cap."""
-        self._check_format(request)
+        if self._mutable_format(request):
+            return self.create_mutable(request, request.content)
         return self.upload(request, request.content)
 
     def post(self, request: Any) -> HandlerResult:
         """``POST /uri?t=upload``: the form's ``file`` field is the file; answers with a page, or ``when_done=``."""
-        form_error = getattr(request, "form_error", None)
-        if form_error:
-            raise WebError(http.BAD_REQUEST, f"the upload form could not be read: {form_error}")
-        self._check_format(request)
-        body = getattr(request, "form_files", {}).get("file")
-        if body is None:
-            fields = request.args.get(b"file")
-            if not fields:
-                raise WebError(http.BAD_REQUEST, "POST /uri?t=upload needs a 'file' form field")
-            body = io.BytesIO(fields[0])
+        body = form_file(request)
+        if self._mutable_format(request):
+            return self.create_mutable(request, body, when_done=get_arg(request, "when_done"))
         return self.upload(request, body, when_done=get_arg(request, "when_done"))
 
-    @staticmethod
-    def _check_format(request: Any) -> None:
-        if is_mutable_format(get_format(request)):
-            # Mutable files add their upload here: node_maker.create_mutable_file(source, format).
-            raise UnsupportedOperationError("mutable uploads are not supported by this gateway yet")
+    def _mutable_format(self, request: Any) -> str | None:
+        """SDMF or MDMF when the request asks for a mutable file; None for an immutable one."""
+        chosen = get_format(request, mutable_default=self.node_maker.mutable_format)  # type: ignore[arg-type]
+        return chosen if is_mutable_format(chosen) else None
+
+    async def create_mutable(self, request: Any, body: Any, when_done: str = "") -> None:
+        """A new mutable file holding ``body``; answers with its write cap (or goes to ``when_done=``)."""
+        source = spooled_source(body)
+        node = await self.node_maker.create_mutable_file(source, self._mutable_format(request))
+        cap = node.get_uri()
+        if when_done:
+            request.redirect(urljoin(request.prePathURL().decode("utf-8"), when_done_url(when_done, cap)).encode("utf-8"))
+            request.finish()
+            return
+        request.setResponseCode(http.OK)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.write(cap.encode("ascii"))
+        request.finish()
 
     async def upload(self, request: Any, body: Any, when_done: str = "") -> None:
         """Upload ``body`` as an immutable file and answer with its cap."""
-        key_hint = None
-        if isinstance(body, HashingBody):
-            if body.spool_error is not None:
-                raise WebError(http.INSUFFICIENT_STORAGE_SPACE, f"the gateway could not spool the upload: {body.spool_error}")
-            key_hint = body.convergent_key()
+        source = spooled_source(body)
+        key_hint = body.convergent_key() if isinstance(body, HashingBody) else None
         started = time.monotonic()
-        source = body if isinstance(body, FileSource) else FileSource(body)
         node, result = await self.node_maker.upload_immutable(source, key_hint=key_hint)
         cap = node.get_uri()
         if when_done:
@@ -86,6 +89,27 @@ class UnlinkedUploads:
 
     def _servers(self) -> list[Any]:
         return list(self.broker.all_servers()) if self.broker is not None else []
+
+
+def form_file(request: Any) -> Any:
+    """The ``file`` field of an upload form (spooled, when the form was multipart)."""
+    form_error = getattr(request, "form_error", None)
+    if form_error:
+        raise WebError(http.BAD_REQUEST, f"the upload form could not be read: {form_error}")
+    body = getattr(request, "form_files", {}).get("file")
+    if body is None:
+        fields = request.args.get(b"file")
+        if not fields:
+            raise WebError(http.BAD_REQUEST, f"{request.method.decode()} ?t=upload needs a 'file' form field")
+        body = io.BytesIO(fields[0])
+    return body
+
+
+def spooled_source(body: Any) -> FileSource:
+    """A request body (a spool, a form part) as an upload source; a spool the disk could not hold is an error."""
+    if isinstance(body, HashingBody) and body.spool_error is not None:
+        raise WebError(http.INSUFFICIENT_STORAGE_SPACE, f"the gateway could not spool the upload: {body.spool_error}")
+    return body if isinstance(body, FileSource) else FileSource(body)
 
 
 class UploadResultsPage(Element):
