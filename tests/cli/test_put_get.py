@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.cli.nodes import connected, free_port, stop_pids, tahoe, wait_for
+from tests.cli.test_web_access_log import log_files
+
+CAP_IN_LOG = re.compile(r"URI(:|%3A)(LIT|CHK|SSK|MDMF|DIR2)", re.IGNORECASE)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +39,10 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process.wait(30)
         output = process.stdout.read().decode() if process.stdout else ""
         assert "local grid stopped" in output
+    # Whatever the module's tests did through the gateway, no node wrote a cap into a log.
+    for path in log_files(base):
+        text = path.read_text(errors="replace")
+        assert not CAP_IN_LOG.search(text), f"{path} shows a cap: {CAP_IN_LOG.search(text)}"
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:

@@ -106,7 +106,8 @@ class IntroducerClient(service.MultiService):
             if self._reconnector is None:
                 return  # stopped while get_version was on its way
             if INTRODUCER_PROTOCOL_V2 not in version:
-                log.error("introducer {furl} does not speak the v2 protocol; ignoring it", furl=self.introducer_furl)
+                # The fURL carries the introducer's swissnum: the log names the introducer by its petname only.
+                log.error("introducer {petname} does not speak the v2 protocol; ignoring it", petname=self.petname)
                 return
             self._rref = rref
             self.last_connect_time = time.time()
