@@ -20,7 +20,12 @@ from lafs.core.dirnode_format import (
     make_child,
 )
 from lafs.core.params import ClientSecrets, EncodingParameters
-from lafs.dirnode import DirectoryNode, DirectoryNotReadableError, DirectoryNotWritableError, PathNotDirectoryError
+from lafs.dirnode import (
+    DirectoryNode,
+    DirectoryNotReadableError,
+    DirectoryNotWritableError,
+    PathNotDirectoryError,
+)
 from lafs.mutable.common import UncoordinatedWriteError
 from tests.integration.test_immutable_engine import WORKERS
 from tests.mutable_grid import KEYS, Grid

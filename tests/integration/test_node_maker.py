@@ -17,8 +17,8 @@ from lafs.client.nodemaker import (
 )
 from lafs.client.nodes import FileSource
 from lafs.core import caps
-from lafs.dirnode import DirectoryNode
 from lafs.core.params import ClientSecrets, EncodingParameters
+from lafs.dirnode import DirectoryNode
 from tests.integration.test_immutable_engine import SEGMENT, WORKERS, Grid
 from tests.unit.test_caps import MDMF_VECTOR
 

@@ -13,7 +13,12 @@ from lafs.core.dirnode_format import Child, ChildCaps
 from lafs.core.errors import LafsError
 from lafs.core.hashes import Sha256dHasher
 from lafs.core.params import ClientSecrets, EncodingParameters
-from lafs.dirnode.node import DirectoryContext, DirectoryNode, create_immutable_directory, create_mutable_directory
+from lafs.dirnode.node import (
+    DirectoryContext,
+    DirectoryNode,
+    create_immutable_directory,
+    create_mutable_directory,
+)
 from lafs.immutable.download import download_immutable
 from lafs.immutable.upload import UploadResult, convergence_hasher_for, upload_immutable
 from lafs.mutable.filenode import MutableContext, MutableFileNode
