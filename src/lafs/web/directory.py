@@ -133,6 +133,24 @@ def children_from_json(body: bytes, *, deep_immutable: bool = False) -> dict[str
     return children
 
 
+def _link_caps(name: str, cap: str) -> tuple[str | None, str | None]:
+    """The (write, read) slots for a cap given alone (``t=uri``): a known cap fills both; an
+    unknown one only when marked read-only, since its read cap cannot be derived (as Tahoe refuses it)."""
+    try:
+        caps.from_string_strict(cap)
+    except caps.MustBeDeepImmutableError:
+        raise
+    except caps.CapError:
+        if cap.startswith((caps.ALLEGED_READONLY_PREFIX, caps.ALLEGED_IMMUTABLE_PREFIX)):
+            return None, cap
+        raise WebError(
+            http.BAD_REQUEST,
+            f"MustNotBeUnknownRWError: an operation to add a child named {name!r} to a directory"
+            " was given an unknown cap in a write slot.",
+        ) from None
+    return cap, cap
+
+
 def _entries(children: dict[str, Child]) -> dict[str, tuple[str | None, str | None, dict[str, Any] | None]]:
     return {name: (child.rw_uri, child.ro_uri, child.metadata) for name, child in children.items()}
 
@@ -317,7 +335,7 @@ class Placeholder:
             _text(request, node.get_uri(), http.CREATED)
         elif request.method == b"PUT" and t == "uri":
             cap = request.content.read().decode("utf-8", "replace").strip()
-            await self.parent.set_uri(self.name, cap, cap, overwrite=replace)
+            await self.parent.set_uri(self.name, *_link_caps(self.name, cap), overwrite=replace)
             _text(request, cap)
         elif t in ("mkdir", "mkdir-with-children", "mkdir-immutable"):
             new = await _new_directory(request, self.node_maker, t, f"{request.method.decode()} ?t={t}")
@@ -419,7 +437,7 @@ class DirectoryHandler:
             # The name is taken, by a directory: neither replace=false nor only-files allows replacing it.
             raise ExistingChildError(name, f"a directory named {name!r} already exists")
         cap = request.content.read().decode("utf-8", "replace").strip()
-        await parent.set_uri(name, cap, cap, overwrite=replace)
+        await parent.set_uri(name, *_link_caps(name, cap), overwrite=replace)
         _text(request, cap)
 
     async def _unlink_me(self, request: Any) -> None:
@@ -472,7 +490,7 @@ class DirectoryHandler:
         cap = get_arg(request, "uri").strip()
         if not cap:
             raise WebError(http.BAD_REQUEST, "set-uri requires a uri= argument")
-        await self.node.set_uri(name, cap, cap, overwrite=get_replace_arg(request))
+        await self.node.set_uri(name, *_link_caps(name, cap), overwrite=get_replace_arg(request))
         _done(request, cap)
 
     async def _unlink_child(self, request: Any) -> None:
@@ -583,7 +601,7 @@ class ChildFileHandler:
             raise ExistingChildError(self.name, f"a child named {self.name!r} already exists")
         if t == "uri":
             cap = request.content.read().decode("utf-8", "replace").strip()
-            await self.parent.set_uri(self.name, cap, cap, overwrite=replace)
+            await self.parent.set_uri(self.name, *_link_caps(self.name, cap), overwrite=replace)
             _text(request, cap)
             return
         node = self.node
@@ -640,7 +658,7 @@ class UnknownChildHandler:
         if replace is False:
             raise ExistingChildError(self.name, f"a child named {self.name!r} already exists")
         cap = request.content.read().decode("utf-8", "replace").strip()
-        await self.parent.set_uri(self.name, cap, cap, overwrite=replace)
+        await self.parent.set_uri(self.name, *_link_caps(self.name, cap), overwrite=replace)
         _text(request, cap)
 
 
