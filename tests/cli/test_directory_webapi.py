@@ -67,6 +67,11 @@ def mkdir(grid: str, query: str = "", body: str | None = None) -> str:
     return cap
 
 
+def one_file(name: str) -> str:
+    """Children JSON with one link to the LIT file."""
+    return json.dumps({name: ["filenode", {"ro_uri": LIT}]})
+
+
 def form(filename: str, data: bytes) -> tuple[bytes, dict[str, str]]:
     body = (
         f'--B\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n\r\n'.encode() + data + b"\r\n--B--\r\n"
@@ -83,24 +88,24 @@ def test_unlinked_mkdir_in_every_form(grid: str) -> None:
     assert status == 400 and message == "format=CHK not currently accepted for POST /uri?t=mkdir"
     status, message = call("POST", grid + "uri?t=mkdir&format=bogus")
     assert status == 400 and message == "Unknown format: bogus, I know CHK, SDMF, MDMF"
-    status, _, headers = http("POST", grid + "uri?t=mkdir&redirect_to_result=true", b"")
+    status, _, _ = http("POST", grid + "uri?t=mkdir&redirect_to_result=true", b"")
     assert status == 200  # urllib followed the 303 to the new directory's page
-    kids = '{"x": ["filenode", {"ro_uri": "%s", "metadata": {"k": 1}}], "u": ["unknown", {"ro_uri": "foo:bar", "rw_uri": "foo:barw"}]}' % LIT
+    kids = json.dumps({"x": ["filenode", {"ro_uri": LIT, "metadata": {"k": 1}}], "u": ["unknown", {"ro_uri": "foo:bar", "rw_uri": "foo:barw"}]})
     cap = mkdir(grid.rstrip("/") + "/", "-with-children", kids)
     children = listing(grid, cap)["children"]
     # Metadata given at creation is stored as given (no link timestamps), unknown caps verbatim.
     assert children["x"] == ["filenode", {"mutable": False, "format": "CHK", "size": 11, "metadata": {"k": 1}, "ro_uri": LIT}]
     assert children["u"] == ["unknown", {"metadata": {}, "rw_uri": "foo:barw", "ro_uri": "ro.foo:bar"}]
-    status, cap = call("POST", grid + "uri?t=mkdir-immutable", '{"x": ["filenode", {"ro_uri": "%s"}]}' % LIT)
+    status, cap = call("POST", grid + "uri?t=mkdir-immutable", one_file("x"))
     # Byte for byte what the real Tahoe made from the same request (convergent, and the same packing).
     assert (status, cap) == (200, "URI:DIR2-LIT:gqzdumj2pawdenr2kvjesosmjfkdu3tcon3xsm3eobswem3xgy2hi3lnoewdaormgi5hw7jmfq")
     info = listing(grid, cap)
     assert info["mutable"] is False and "rw_uri" not in info and "verify_uri" not in info
     assert call("POST", grid + "uri?t=mkdir-immutable", "") == (200, "URI:DIR2-LIT:")
     mutable = mkdir(grid)
-    status, message = call("POST", grid + "uri?t=mkdir-immutable", '{"m": ["dirnode", {"rw_uri": "%s"}]}' % mutable)
+    status, message = call("POST", grid + "uri?t=mkdir-immutable", json.dumps({"m": ["dirnode", {"rw_uri": mutable}]}))
     assert status == 400 and message.startswith("MustBeDeepImmutableError:") and "'m'" in message
-    for bad in ("not json", "[1, 2]", '{"": ["filenode", {"ro_uri": "%s"}]}' % LIT, '{"a/b": ["filenode", {"ro_uri": "%s"}]}' % LIT):
+    for bad in ("not json", "[1, 2]", one_file(""), one_file("a/b")):
         status, message = call("POST", grid + "uri?t=mkdir-with-children", bad)
         assert status == 400, (bad, message)
 
@@ -181,7 +186,7 @@ def test_linking_unlinking_and_renaming(grid: str) -> None:
     assert sorted(listing(grid, root, "/sub")["children"]) == ["g2"]
     assert call("POST", base + f"?t=relink&from_name=sub&to_dir={root}/nosuchdir") == (404, "No such child: nosuchdir")
     assert call("POST", base + f"?t=relink&from_name=sub&to_dir={LIT}") == (400, "to_dir is not a directory")
-    kids = '{"s1": ["filenode", {"ro_uri": "%s", "metadata": {"m": 2}}], "s2": ["filenode", {"ro_uri": "%s"}]}' % (LIT, LIT)
+    kids = json.dumps({"s1": ["filenode", {"ro_uri": LIT, "metadata": {"m": 2}}], "s2": ["filenode", {"ro_uri": LIT}]})
     assert call("POST", base + "?t=set_children", kids) == (200, "Okay so I did it.")
     assert call("POST", base + "?t=set-children&replace=false", kids)[0] == 409
     s1 = listing(grid, root)["children"]["s1"][1]["metadata"]
@@ -199,7 +204,7 @@ def test_mkdir_at_paths(grid: str) -> None:
     assert call("PUT", base + "/x/y?t=mkdir") == (200, made)  # there already: unchanged
     assert call("PUT", base + "/x/y/z?t=mkdir&format=mdmf")[1].startswith("URI:DIR2-MDMF:")
     assert call("POST", base + "?t=mkdir") == (200, root)
-    kids = '{"f": ["filenode", {"ro_uri": "%s"}]}' % LIT
+    kids = one_file("f")
     assert call("POST", base + "/x?t=mkdir-with-children&name=kids", kids)[1].startswith("URI:DIR2:")
     assert call("POST", base + "/x?t=mkdir-immutable&name=imm", kids)[1].startswith("URI:DIR2-LIT:")
     assert call("POST", base + "/x/newimm?t=mkdir-immutable", kids)[1].startswith("URI:DIR2-LIT:")
@@ -219,6 +224,6 @@ def test_read_only_and_immutable_directories_refuse_changes(grid: str) -> None:
     child = listing(grid, ro, "/a")
     assert "rw_uri" not in child and child["ro_uri"].startswith("URI:DIR2-RO:")
     assert all("rw_uri" not in c[1] for c in listing(grid, ro)["children"].values())
-    imm = call("POST", grid + "uri?t=mkdir-immutable", '{"x": ["filenode", {"ro_uri": "%s"}]}' % LIT)[1]
+    imm = call("POST", grid + "uri?t=mkdir-immutable", one_file("x"))[1]
     status, message = call("POST", f"{grid}uri/{q(imm)}?t=unlink&name=x")
     assert status == 409 and "immutable" in message
