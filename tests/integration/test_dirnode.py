@@ -277,3 +277,15 @@ def _source(data: bytes) -> Any:
     from lafs.client.nodes import FileSource
 
     return FileSource(io.BytesIO(data))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_directory_made_with_a_given_private_key_has_that_keys_caps(grid: Grid) -> None:
+    """``private-key=``: the directory's write cap is the one the key determines."""
+    from lafs.mutable.common import WriteKeys
+    from lafs.mutable.keys import generate_private_key
+
+    key = generate_private_key()
+    directory = await maker(grid).create_directory(private_key=key)
+    assert directory.get_storage_index() == WriteKeys.from_private_key(key).storage_index
+    assert await directory.list() == {}
