@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import io
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from lafs.client.nodes import DataSource, Sink
+from lafs.client.nodes import DataSource, FileSource, Sink
 from lafs.core import caps
 from lafs.core.codec import ZfecCodec
+from lafs.core.dirnode_format import Child, ChildCaps
 from lafs.core.errors import LafsError
 from lafs.core.hashes import Sha256dHasher
 from lafs.core.params import ClientSecrets, EncodingParameters
+from lafs.dirnode.node import (
+    DirectoryContext,
+    DirectoryNode,
+    create_immutable_directory,
+    create_mutable_directory,
+)
 from lafs.immutable.download import download_immutable
 from lafs.immutable.upload import UploadResult, convergence_hasher_for, upload_immutable
 from lafs.mutable.filenode import MutableContext, MutableFileNode
@@ -115,8 +123,51 @@ class ImmutableFileNode(_CapNode):
         )
 
 
+class UnknownNode:
+    """A directory child whose cap is of a kind this version does not know: kept, shown and linked verbatim.
+
+    ``write_uri`` / ``read_uri`` are what a listing shows (the read cap with its
+    ``ro.`` or ``imm.`` prefix); they are caps of some future kind, so they go
+    through untouched.
+    """
+
+    def __init__(self, write_uri: str | None, read_uri: str | None) -> None:
+        self.write_uri = write_uri
+        self.read_uri = read_uri
+
+    def is_unknown(self) -> bool:
+        return True
+
+    def is_directory(self) -> bool:
+        return False
+
+    def is_mutable(self) -> bool:
+        return self.write_uri is not None
+
+    def is_readonly(self) -> bool:
+        return self.write_uri is None
+
+    def get_uri(self) -> str | None:
+        return self.write_uri or self.read_uri
+
+    def get_write_uri(self) -> str | None:
+        return self.write_uri
+
+    def get_readonly_uri(self) -> str | None:
+        return self.read_uri
+
+    def get_verify_uri(self) -> None:
+        return None
+
+    def get_storage_index(self) -> None:
+        return None
+
+    def get_size(self) -> None:
+        return None
+
+
 class CapOnlyNode(_CapNode):
-    """A cap this version can describe but not yet open (mutable files, directories, verify caps)."""
+    """A cap this version can describe but not open: file verify caps."""
 
     def __init__(self, cap: caps.FileCap | caps.DirectoryCap) -> None:
         self.cap = cap
@@ -135,11 +186,12 @@ class CapOnlyNode(_CapNode):
         """Why this node cannot be read."""
         if isinstance(self.cap, caps.CHKFileVerifierCap | caps.MutableVerifierCap):
             return NotReadableError("a verify cap cannot be used to read a file")
-        what = "directory" if self.is_directory() else f"{self.cap.kind} file"
-        return UnsupportedOperationError(f"{what} caps are not readable through this gateway yet")
+        return UnsupportedOperationError(f"{self.cap.kind} caps are not readable through this gateway")
 
 
-Node = LiteralFileNode | ImmutableFileNode | MutableFileNode | CapOnlyNode
+Node = LiteralFileNode | ImmutableFileNode | MutableFileNode | DirectoryNode | CapOnlyNode
+ChildNode = Node | UnknownNode
+"""What a directory listing holds: any node, or an unknown cap kept verbatim."""
 MUTABLE_FORMATS = ("SDMF", "MDMF")
 
 
@@ -171,6 +223,13 @@ class NodeMaker:
         self._codec_factory = codec_factory
         self.mutable_format = mutable_format
         self._mutable = MutableContext(servers_for, secrets, params, workers.reactor, key_pool=key_pool)
+        self._directories = DirectoryContext(
+            mutable=self._mutable,
+            make_node=self.node_for_child,
+            upload_immutable=self._upload_bytes,
+            download_immutable=self._download_bytes,
+            mutable_format=mutable_format,
+        )
 
     def node_from_string(self, cap_text: str) -> Node:
         """The node for a cap string; a malformed cap raises ``caps.CapError``."""
@@ -183,7 +242,37 @@ class NodeMaker:
             return ImmutableFileNode(cap, self._servers_for, self._workers)
         if isinstance(cap, caps.MutableWriteCap | caps.MutableReadCap):
             return self._mutable.node_for_cap(cap)
+        if isinstance(cap, caps.DirectoryCap):
+            return DirectoryNode(cap, self._directories)
         return CapOnlyNode(cap)
+
+    def node_for_child(self, described: ChildCaps) -> ChildNode:
+        """The node for a directory child as ``describe_child`` sees it: known caps opened, unknown ones kept."""
+        if described.cap is not None:
+            return self.node_from_cap(described.cap)
+        return UnknownNode(described.write_uri, described.read_uri)
+
+    async def create_directory(
+        self, children: Mapping[str, Child] | None = None, file_format: str | None = None, private_key: bytes | None = None
+    ) -> DirectoryNode:
+        """A new mutable directory (SDMF or MDMF, by default ``mutable_format``) holding ``children``."""
+        chosen = (file_format or self.mutable_format).upper()
+        if chosen not in MUTABLE_FORMATS:
+            raise UnsupportedOperationError(f"format={chosen} is not a mutable format; a new directory is SDMF or MDMF")
+        return await create_mutable_directory(self._directories, children, mutable_format=chosen, private_key=private_key)
+
+    async def create_immutable_directory(self, children: Mapping[str, Child] | None = None) -> DirectoryNode:
+        """A new immutable directory (DIR2-CHK, or DIR2-LIT when small); the children must be deep-immutable."""
+        return await create_immutable_directory(self._directories, children)
+
+    async def _upload_bytes(self, data: bytes) -> caps.FileCap:
+        _, result = await self.upload_immutable(FileSource(io.BytesIO(data)))
+        return result.cap
+
+    async def _download_bytes(self, cap: caps.CHKFileCap) -> bytes:
+        pieces: list[bytes] = []
+        await download_immutable(cap, self._servers_for(cap.get_storage_index()), sink=pieces.append, workers=self._workers)
+        return b"".join(pieces)
 
     async def create_mutable_file(self, source: DataSource, file_format: str | None = None) -> MutableFileNode:
         """Publish a new mutable file holding ``source``: SDMF or MDMF, by default ``mutable_format``."""

@@ -92,7 +92,12 @@ class MutableContext:
     def node_for_cap(self, cap: MutableCap) -> MutableFileNode:
         return MutableFileNode(cap, self)
 
-    async def _new_private_key(self) -> bytes:
+    async def new_private_key(self) -> bytes:
+        """An RSA key for a new mutable file (from the pool when there is one).
+
+        Directories need it before publishing: their contents are encrypted
+        with the writekey the key determines.
+        """
         if self.key_pool is not None:
             return await self.key_pool.get()
         return await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), generate_private_key)
@@ -102,7 +107,7 @@ class MutableContext:
     ) -> MutableFileNode:
         """Publish a new mutable file (seqnum 1) and return its write node."""
         if private_key is None:
-            private_key = await self._new_private_key()
+            private_key = await self.new_private_key()
         keys = WriteKeys.from_private_key(private_key)
         node = MutableFileNode(keys.write_cap(mdmf), self)
         servers = list(self.servers_for(keys.storage_index))

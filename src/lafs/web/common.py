@@ -20,7 +20,9 @@ from zope.interface import provider
 from lafs import internals
 from lafs.client.nodemaker import NotReadableError, UnsupportedOperationError
 from lafs.core import caps
+from lafs.core.dirnode_format import ChildNameError, ExistingChildError, NoSuchChildError
 from lafs.core.errors import LafsError
+from lafs.dirnode import DirectoryNotReadableError, DirectoryNotWritableError, PathNotDirectoryError
 from lafs.immutable.download import NotEnoughSharesError
 from lafs.immutable.upload import UploadUnhappinessError
 from lafs.mutable.common import (
@@ -45,8 +47,14 @@ class WebError(LafsError):
 
 ERROR_STATUS: tuple[tuple[type[LafsError], int], ...] = (
     # Most specific first: the first class the error is an instance of decides.
-    # Directories add theirs here (NoSuchChildError 404, ExistingChildError 409),
-    # so that every resource answers them alike.
+    (NoSuchChildError, http.NOT_FOUND),
+    (ExistingChildError, http.CONFLICT),
+    (ChildNameError, http.BAD_REQUEST),
+    # Tahoe 1.20 answers a change through a read-only or immutable directory with a 500
+    # (its NotWriteableError is not in its table); it is a conflict with what the cap allows.
+    (DirectoryNotWritableError, http.CONFLICT),
+    (DirectoryNotReadableError, http.BAD_REQUEST),
+    (PathNotDirectoryError, http.BAD_REQUEST),
     (caps.CapError, http.BAD_REQUEST),
     (NotReadableError, http.BAD_REQUEST),
     (NotWriteableError, http.BAD_REQUEST),
@@ -59,6 +67,17 @@ ERROR_STATUS: tuple[tuple[type[LafsError], int], ...] = (
     (UploadUnhappinessError, http.SERVICE_UNAVAILABLE),
 )
 """The HTTP status of each error lafs raises on purpose; a ``WebError`` carries its own."""
+
+
+def message_of(error: LafsError) -> str:
+    """What the answer says: Tahoe's own wording where clients may look for it, else the error's message."""
+    if isinstance(error, NoSuchChildError):
+        return f"No such child: {error.name}"
+    if isinstance(error, ExistingChildError):
+        return "There was already a child by that name, and you asked me to not replace it."
+    if isinstance(error, caps.MustBeDeepImmutableError):
+        return f"MustBeDeepImmutableError: {error}"
+    return str(error)
 
 
 def status_of(error: LafsError) -> int:
@@ -110,7 +129,7 @@ def fail_request(request: Any, failure: Failure) -> None:
     """Answer a request whose handler failed: our errors by the table, anything else as a 500 (never a traceback)."""
     error = failure.value
     if isinstance(error, LafsError):
-        code, message = status_of(error), str(error)
+        code, message = status_of(error), message_of(error)
     else:
         _log_unexpected(request, failure)
         code, message = http.INTERNAL_SERVER_ERROR, f"internal error: {censor_caps(repr(error))}"
@@ -144,7 +163,7 @@ def answer(request: Any, handler: Callable[[], HandlerResult]) -> Rendered:
     except UnsupportedMethod:
         raise  # Twisted answers it: 405 with the Allow header
     except LafsError as e:
-        return error_body(request, status_of(e), str(e))
+        return error_body(request, status_of(e), message_of(e))
     if isinstance(result, bytes | int):
         return result
     return run_async(request, result)

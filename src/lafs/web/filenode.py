@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from lafs.client.nodemaker import CapOnlyNode, MutableFileNode, Node
 from lafs.client.nodes import Sink
+from lafs.dirnode import DirectoryNode
 from lafs.web.common import (
     Dispatch,
     HandlerResult,
@@ -145,6 +146,8 @@ class FileHandler:
     def _bytes(self, request: Any) -> HandlerResult:
         if isinstance(self.node, CapOnlyNode):
             raise self.node.unsupported()
+        if isinstance(self.node, DirectoryNode):
+            raise WebError(http.BAD_REQUEST, "a directory has no bytes to send; ask for its listing instead")
         return self._send(request, self.node)
 
     async def _send(self, request: Any, node: Readable) -> None:

@@ -135,6 +135,7 @@ class GatewayRequest(Request):
     """
 
     form_files: dict[str, FileSource]
+    form_filenames: dict[str, str]
     """The file parts of a multipart form, by field name."""
     form_error: str | None = None
     """Why the multipart form could not be read, if it could not."""
@@ -158,6 +159,7 @@ class GatewayRequest(Request):
 
     def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         self.form_files, self._form_fields = {}, {}
+        self.form_filenames = {}
         body = self.content
         if isinstance(body, HashingBody):
             # The end of the body may still be on its way to the spool: handle the request once it is there.
@@ -182,6 +184,8 @@ class GatewayRequest(Request):
         for part in multipart.find_parts(spool.read, spool.size, boundary):
             if part.filename is not None:
                 self.form_files[part.name] = FileSource(self.content, part.start, part.size)
+                # An upload into a directory is linked under the name the browser gave the file.
+                self.form_filenames[part.name] = part.filename
             elif part.size > MAX_FORM_FIELD_BYTES:
                 raise multipart.MultipartError(f"form field {part.name!r} is longer than {MAX_FORM_FIELD_BYTES} bytes")
             else:

@@ -12,8 +12,9 @@ from twisted.web.resource import Resource
 from lafs.client.nodemaker import Node, NodeMaker
 from lafs.client.storage_broker import StorageBroker
 from lafs.core import caps
+from lafs.dirnode import DirectoryNode
 from lafs.web.common import Dispatch, Rendered, WebError, answer, get_arg
-from lafs.web.directory import DirectoryHandler
+from lafs.web.directory import DirectoryResource, UnlinkedDirectories
 from lafs.web.filenode import FileHandler
 from lafs.web.unlinked import UnlinkedUploads
 
@@ -24,17 +25,17 @@ class NodeHandler(Protocol):
     def render(self, request: Any) -> Rendered: ...
 
 
-NODE_HANDLERS: tuple[tuple[Callable[[Node], bool], Callable[[Node], NodeHandler]], ...] = (
+NODE_HANDLERS: tuple[tuple[Callable[[Node], bool], Callable[[Node, NodeMaker], NodeHandler]], ...] = (
     # The first whose test the node passes handles it; a new kind of node is one more row.
-    (lambda node: node.is_directory(), DirectoryHandler),
-    (lambda node: True, FileHandler),
+    (lambda node: isinstance(node, DirectoryNode), lambda node, maker: DirectoryResource(node, maker)),  # type: ignore[arg-type]
+    (lambda node: True, lambda node, maker: FileHandler(node)),
 )
 
 
-def handler_for(node: Node) -> NodeHandler:
+def handler_for(node: Node, node_maker: NodeMaker) -> NodeHandler:
     for applies, make in NODE_HANDLERS:
         if applies(node):
-            return make(node)
+            return make(node, node_maker)
     raise WebError(http.NOT_IMPLEMENTED, "this gateway has no handler for that kind of node")
 
 
@@ -51,7 +52,7 @@ class URIRoot(Resource):
                 (b"GET", ""): self._go_to_cap,
                 (b"PUT", ""): uploads.put,
                 (b"POST", "upload"): uploads.post,
-                # Directories add (b"PUT", "mkdir"), (b"POST", "mkdir"), "mkdir-with-children", "mkdir-immutable".
+                **UnlinkedDirectories(node_maker).routes(),
             },
         )
 
@@ -114,4 +115,4 @@ class CapResource(Resource):
             if node.is_directory():
                 raise WebError(http.BAD_REQUEST, "a /named URL needs a file cap, not a directory cap")
             return FileHandler(node, named=True)
-        return handler_for(node)
+        return handler_for(node, self.node_maker)
