@@ -168,3 +168,18 @@ def channel_method(channel: Any) -> bytes | None:
     """The method of the request an HTTPChannel is receiving, known before its body arrives."""
     method = getattr(channel, "_command", None)
     return method if isinstance(method, bytes) else None
+
+
+# --- Twisted TCP transports, for lafs.https.SharedPortEndpoint -------------------------------------
+
+
+def set_transport_protocol(transport: Any, new_protocol: Any) -> None:
+    """Make ``transport`` deliver its data and connection loss to ``new_protocol`` from now on.
+
+    Twisted's TCP connections call ``self.protocol`` for every event (its own
+    ``startTLS`` swaps it the same way); a shared port uses this to hand a
+    connection on once its first bytes say which protocol it speaks.
+    """
+    if not hasattr(transport, "protocol"):
+        raise TypeError(f"{type(transport).__name__} has no protocol attribute to hand the connection over with")
+    transport.protocol = new_protocol

@@ -1,7 +1,8 @@
 """The storage-client interface's contract, run against every implementation of it.
 
 Each test gets a `StorageServerClient` for a fresh storage server: over real
-loopback Foolscap (``FoolscapConnector`` through a Tub, as a node connects)
+loopback Foolscap (``FoolscapConnector`` through a Tub, as a node connects),
+over loopback HTTPS (``HTTPConnector``, the server on the Tub's shared port)
 and in-process (``InProcessStorageClient``).  A new protocol adds a kind to
 ``KINDS`` and must pass the same tests.
 """
@@ -17,10 +18,12 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 
 from lafs.storage.server import StorageServer
 from lafs.storage_client.fake import InProcessStorageClient
 from lafs.storage_client.foolscap import FoolscapConnector
+from lafs.storage_client.http import HTTPConnector
 from lafs.storage_client.interface import (
     ServerRefusedError,
     ServerUnreachableError,
@@ -31,7 +34,7 @@ from lafs.tub import NodeTub
 from tests.integration.test_introducer import wait_for
 from tests.storage_grid import start_storage_server
 
-KINDS = ["foolscap", "in-process"]
+KINDS = ["foolscap", "http", "in-process"]
 RENEW, CANCEL, WRITE_ENABLER = b"r" * 32, b"c" * 32, b"w" * 32
 SECRETS = (WRITE_ENABLER, RENEW, CANCEL)
 
@@ -55,15 +58,14 @@ async def server_under_test(kind: str, basedir: Path) -> AsyncIterator[ServerUnd
 
         yield ServerUnderTest(fake, server, stop_fake)
         return
-    running = await start_storage_server(basedir, "contract")
+    running = await start_storage_server(basedir, "contract", http=kind == "http")
     client_tub = NodeTub()
     client_tub.startService()
     connected: list[StorageServerClient] = []
-    connection = FoolscapConnector(client_tub).connect(
-        running.server_id, running.announcement(), connected.append, lambda client: None
-    )
+    connector = HTTPConnector(reactor) if kind == "http" else FoolscapConnector(client_tub)
+    connection = connector.connect(running.server_id, running.announcement(), connected.append, lambda client: None)
     try:
-        await wait_for(lambda: bool(connected), "the foolscap storage client")
+        await wait_for(lambda: bool(connected), f"the {kind} storage client")
         yield ServerUnderTest(connected[0], running.server, running.stop)
     finally:
         connection.stop()

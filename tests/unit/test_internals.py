@@ -175,3 +175,26 @@ def test_twisted_web_request_and_channel() -> None:
     assert not internals.request_disconnected(request)
     request.connectionLost(Failure(ConnectionError("gone")))
     assert internals.request_disconnected(request), missing("twisted", "Request._disconnected set when the client goes")
+
+
+def test_twisted_tcp_transport_protocol_can_be_replaced() -> None:
+    """A TCP connection's ``protocol`` is what it delivers to: replacing it hands the connection on."""
+    from twisted.internet import tcp
+
+    assert "protocol" in inspect.getsource(tcp.Connection._dataReceived), missing(
+        "twisted", "tcp.Connection._dataReceived delivering to self.protocol"
+    )
+    assert "self.protocol" in inspect.getsource(tcp.Connection.connectionLost), missing(
+        "twisted", "tcp.Connection.connectionLost telling self.protocol"
+    )
+
+    class Transport:
+        protocol: object = None
+
+    transport = Transport()
+    first, second = protocol.Protocol(), protocol.Protocol()
+    transport.protocol = first
+    internals.set_transport_protocol(transport, second)
+    assert transport.protocol is second
+    with pytest.raises(TypeError, match="no protocol attribute"):
+        internals.set_transport_protocol(object(), second)
