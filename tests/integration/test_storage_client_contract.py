@@ -216,3 +216,18 @@ async def test_an_unreachable_server_fails_every_call_the_same_way(kind: str, tm
             with pytest.raises(ServerUnreachableError) as caught:
                 await make_call()
             assert caught.value.server_id == s.client.server_id
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest_twisted.ensureDeferred
+async def test_a_share_closed_with_a_gap_reads_zeros_there(kind: str, tmp_path: Path) -> None:
+    """Tahoe's uploader never writes the plaintext hash tree region; the closed share holds zeros there."""
+    async with server_under_test(kind, tmp_path) as s:
+        si = os.urandom(16)
+        allocation = await s.client.allocate_buckets(si, RENEW, CANCEL, {0}, 30)
+        writer = allocation.writers[0]
+        await writer.write(0, b"a" * 10)
+        await writer.write(20, b"b" * 10)
+        await writer.close()
+        readers = await s.client.get_buckets(si)
+        assert await readers[0].read(0, 30) == b"a" * 10 + b"\x00" * 10 + b"b" * 10

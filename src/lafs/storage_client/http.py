@@ -58,6 +58,7 @@ MAX_REASON_LENGTH = 32765
 PERSISTENT_CONNECTIONS = 16
 """Connections kept open per server: an upload writes several shares to one server at once."""
 CONNECT_TIMEOUT = 30
+ZERO_FILL_CHUNK = 1024 * 1024
 RETRY_INITIAL, RETRY_FACTOR, RETRY_MAX = 1.0, 2.0, 60.0
 """Seconds between attempts to reach a server that is down: like foolscap's Reconnector."""
 STATUS_CONNECTED = "connected"
@@ -203,6 +204,17 @@ def _describe_failure(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _add_range(ranges: list[tuple[int, int]], begin: int, end: int) -> list[tuple[int, int]]:
+    """``ranges`` (disjoint, sorted, end exclusive) with [begin, end) merged in."""
+    merged: list[tuple[int, int]] = []
+    for b, e in sorted([*ranges, (begin, end)]):
+        if merged and b <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((b, e))
+    return merged
+
+
 def _check_storage_index(server_id: str, storage_index: bytes) -> str:
     if not isinstance(storage_index, bytes) or len(storage_index) != STORAGE_INDEX_SIZE:
         raise ServerRefusedError(server_id, f"a storage index must be {STORAGE_INDEX_SIZE} bytes", "BadStorageIndexError")
@@ -225,6 +237,8 @@ class _HTTPBucketWriter:
         self._allocated_size = allocated_size
         self._complete = False
         self._pending: set[defer.Deferred[None]] = set()
+        self._written: list[tuple[int, int]] = []
+        """Disjoint sorted [begin, end) ranges the server has taken."""
 
     async def write(self, offset: int, data: bytes) -> None:
         if not data:
@@ -250,10 +264,27 @@ class _HTTPBucketWriter:
         elif answer.status != 200:
             kind = {409: "ConflictingWriteError", 416: "DataTooLargeError", 404: "BucketClosedError"}.get(answer.status, "")
             raise self._http.refused(answer, f"writing bytes {offset}-{end} of {self._path}", kind)
+        self._written = _add_range(self._written, offset, end + 1)
 
     async def close(self) -> None:
+        """Finish the share: the server closes it once every byte is there, so any gap left is written as zeros.
+
+        Over Foolscap a gap (Tahoe's unused plaintext hash tree region) reads
+        back as zeros from the share file; writing them gives the same share.
+        """
         if self._pending:
             await defer.DeferredList(list(self._pending), consumeErrors=True)
+        position = 0
+        gaps = []
+        for begin, end in [*self._written, (self._allocated_size, self._allocated_size)]:
+            if begin > position:
+                gaps.append((position, begin))
+            position = max(position, end)
+        for begin, end in gaps:
+            if self._complete:
+                break
+            for start in range(begin, end, ZERO_FILL_CHUNK):
+                await self._patch(start, bytes(min(ZERO_FILL_CHUNK, end - start)))
         if not self._complete:
             raise ServerRefusedError(
                 self._http.server_id,
