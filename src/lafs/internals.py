@@ -183,3 +183,21 @@ def set_transport_protocol(transport: Any, new_protocol: Any) -> None:
     if not hasattr(transport, "protocol"):
         raise TypeError(f"{type(transport).__name__} has no protocol attribute to hand the connection over with")
     transport.protocol = new_protocol
+
+
+# --- twisted.web.client, for lafs.storage_client.http ---------------------------------------------
+
+
+def quiet_connection_pool(reactor: Any) -> Any:
+    """A persistent HTTPConnectionPool whose connections do not log "Starting factory" each time one opens.
+
+    Twisted's pool makes a factory per connection from its private
+    ``_factory`` class, which is noisy; a storage client opens many.
+    """
+    from twisted.web.client import HTTPConnectionPool
+
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    noisy_factory = getattr(HTTPConnectionPool, "_factory", None)
+    if isinstance(noisy_factory, type):
+        pool._factory = type("QuietHTTP11ClientFactory", (noisy_factory,), {"noisy": False})  # type: ignore[assignment]
+    return pool

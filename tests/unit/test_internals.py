@@ -198,3 +198,13 @@ def test_twisted_tcp_transport_protocol_can_be_replaced() -> None:
     assert transport.protocol is second
     with pytest.raises(TypeError, match="no protocol attribute"):
         internals.set_transport_protocol(object(), second)
+
+
+def test_twisted_web_client_pool_factory() -> None:
+    from twisted.web.client import HTTPConnectionPool
+
+    assert isinstance(getattr(HTTPConnectionPool, "_factory", None), type), missing("twisted", "HTTPConnectionPool._factory")
+    pool = internals.quiet_connection_pool(MemoryReactor())
+    factory = pool._factory(lambda protocol: None, "endpoint")
+    assert factory.noisy is False and isinstance(factory, HTTPConnectionPool._factory)
+    assert pool.persistent

@@ -24,11 +24,12 @@ import cbor2
 from twisted.internet import defer, protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
+from lafs import internals
 from lafs.core import base32
 from lafs.core.errors import FormatError
 from lafs.core.nurl import NURL
@@ -132,7 +133,7 @@ class _HTTP:
     """Requests to one server: pinned TLS, the swissnum, pooled connections."""
 
     def __init__(self, reactor: Any, nurl: NURL, server_id: str, on_unreachable: Callable[[], None]) -> None:
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool = internals.quiet_connection_pool(reactor)
         self._pool.maxPersistentPerHost = PERSISTENT_CONNECTIONS
         self._agent = Agent(reactor, PinnedSPKIPolicy(nurl.spki_hash), connectTimeout=CONNECT_TIMEOUT, pool=self._pool)
         host = f"[{nurl.host}]" if ":" in nurl.host else nurl.host
