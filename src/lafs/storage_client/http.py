@@ -21,10 +21,19 @@ from typing import Any
 
 import attrs
 import cbor2
+from OpenSSL import SSL
 from twisted.internet import defer, protocol
+from twisted.internet import error as internet_error
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, ResponseDone
+from twisted.web.client import (
+    Agent,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
@@ -62,6 +71,20 @@ CONNECT_TIMEOUT = 30
 ZERO_FILL_CHUNK = 1024 * 1024
 RETRY_INITIAL, RETRY_FACTOR, RETRY_MAX = 1.0, 2.0, 60.0
 """Seconds between attempts to reach a server that is down: like foolscap's Reconnector."""
+TRANSPORT_FAILURES = (
+    internet_error.ConnectError,
+    internet_error.ConnectionLost,
+    internet_error.ConnectionDone,
+    internet_error.TimeoutError,
+    ResponseFailed,
+    ResponseNeverReceived,
+    RequestTransmissionFailed,
+    RequestNotSent,
+    SSL.Error,
+    OSError,
+    defer.CancelledError,
+)
+"""What a request that never got its answer fails with: the server is taken as unreachable."""
 STATUS_CONNECTED = "connected"
 """What Tahoe 1.20's ``/?t=json`` says of a server it reaches over HTTP."""
 
@@ -164,9 +187,7 @@ class _HTTP:
         try:
             response = await self._agent.request(method, self._base + path.encode("ascii"), sent, producer)
             data = await _read_body(response)
-        except ServerError:
-            raise
-        except Exception as e:
+        except TRANSPORT_FAILURES as e:
             self._on_unreachable()
             reason = _describe_failure(e)
             raise ServerUnreachableError(self.server_id, f"{method.decode()} {path.split('/')[0]}: {reason}") from None
