@@ -451,6 +451,9 @@ class HTTPStorageServer:
         already, writers = await self._server.allocate_buckets(
             storage_index, secrets[RENEW], secrets[CANCEL], sharenums, allocated_size
         )
+        # Forget uploads that ended without us (the writers' inactivity timeout); few are open at once.
+        for key in [key for key, upload in self._uploads.items() if upload.writer.finished]:
+            del self._uploads[key]
         for shnum, writer in writers.items():
             self._uploads[(storage_index, shnum)] = _Upload(secrets[UPLOAD], writer)
         return cbor_response({"already-have": set(already), "allocated": set(writers)})
