@@ -27,7 +27,7 @@ from lafs.core.nurl import NURL
 from lafs.https import PinnedSPKIPolicy
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import HTTPConnector, _BytesBody, _read_body
-from lafs.storage_client.interface import StorageServerClient
+from lafs.storage_client.interface import ServerUnreachableError, StorageServerClient
 from lafs.tub import NodeTub
 from tests.integration.test_introducer import wait_for
 from tests.storage_grid import RunningServer, start_storage_server
@@ -498,3 +498,20 @@ async def test_the_connector_takes_announcements_with_nurls_and_seeds_leases_fro
             assert connection.describe() == "connected"
         finally:
             connection.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_request_that_cannot_reach_the_server_reports_it_lost(tmp_path: Path) -> None:
+    running = await start_storage_server(tmp_path, "http", http=True)
+    clients: list[StorageServerClient] = []
+    lost: list[StorageServerClient] = []
+    connection = HTTPConnector(reactor).connect(running.server_id, running.announcement(), clients.append, lost.append)
+    try:
+        await wait_for(lambda: bool(clients), "the http client")
+        await running.stop()
+        with pytest.raises(ServerUnreachableError):
+            await clients[0].get_buckets(os.urandom(16))
+        assert lost == clients, "the broker hears that the server is gone"
+        assert connection.describe() == "Trying to connect"
+    finally:
+        connection.stop()

@@ -326,7 +326,7 @@ class HTTPStorageServer:
         self._uploads: dict[tuple[bytes, int], _Upload] = {}
 
     def site(self, reactor: Any = None) -> Site:
-        site = Site(_StorageResource(self), requestFactory=_StorageRequest, reactor=reactor)
+        site = _StorageSite(self, reactor)
         site.displayTracebacks = False
         return site
 
@@ -370,21 +370,24 @@ class HTTPStorageServer:
             raise HTTPError(405, f"allowed methods: {', '.join(m.decode() for m in routes)}")
         return handler, args
 
-    def _authorize(self, request: Request) -> None:
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, credentials = header.partition(b" ")
+    def authorized(self, header: bytes | None) -> bool:
+        """Whether an ``Authorization`` header carries this server's swissnum."""
+        scheme, _, credentials = (header or b"").partition(b" ")
         try:
             presented = base64.b64decode(credentials.strip(), validate=True)
         except ValueError:
-            presented = b""
-        if scheme != b"Tahoe-LAFS" or not hmac.compare_digest(presented, self._swissnum):
+            return False
+        return scheme == b"Tahoe-LAFS" and hmac.compare_digest(presented, self._swissnum)
+
+    def _authorize(self, request: Request) -> None:
+        if not self.authorized(request.getHeader(b"authorization")):
             raise HTTPError(401, "Wrong Authorization header")
 
     async def handle(self, request: Request) -> Response:
         try:
             handler, args = self._route(request.method or b"", request.path or b"")
             self._authorize(request)
-            if getattr(request.content, "too_large", False):
+            if getattr(request.content, "discarded", False):
                 raise HTTPError(413, f"request bodies are limited to {MAX_BODY} bytes")
             return await handler(request, *args)
         except HTTPError as e:
@@ -570,15 +573,18 @@ def _share_data(data: bytes, offset: int, ranged: bool) -> Response:
 
 
 class _BoundedBody(io.BytesIO):
-    """A request body kept in memory (share chunks go straight to the backend), dropped past MAX_BODY."""
+    """A request body kept in memory (share chunks go straight to the backend), dropped past MAX_BODY.
 
-    too_large = False
+    ``discarded``: the body was not kept (too long, or the request is unauthorized).
+    """
+
+    discarded = False
 
     def write(self, data: Any) -> int:
-        if self.too_large:
+        if self.discarded:
             return len(data)
         if self.tell() + len(data) > MAX_BODY:
-            self.too_large = True
+            self.discarded = True
             self.seek(0)
             self.truncate()
             return len(data)
@@ -588,8 +594,11 @@ class _BoundedBody(io.BytesIO):
 class _StorageRequest(Request):
     def gotLength(self, length: int | None) -> None:
         body = _BoundedBody()
-        if length is not None and length > MAX_BODY:
-            body.too_large = True
+        site = getattr(self.channel, "site", None)
+        # The headers are in: a request without the swissnum gets its 401 without its body being kept.
+        unauthorized = isinstance(site, _StorageSite) and not site.storage.authorized(self.getHeader(b"authorization"))
+        if unauthorized or (length is not None and length > MAX_BODY):
+            body.discarded = True
         content: Any = body
         self.content = content
 
@@ -597,6 +606,12 @@ class _StorageRequest(Request):
 def _body_of(request: Request) -> bytes:
     content: Any = request.content
     return content.getvalue() if isinstance(content, io.BytesIO) else b""
+
+
+class _StorageSite(Site):
+    def __init__(self, storage: HTTPStorageServer, reactor: Any) -> None:
+        super().__init__(_StorageResource(storage), requestFactory=_StorageRequest, reactor=reactor)
+        self.storage = storage
 
 
 class _StorageResource(Resource):

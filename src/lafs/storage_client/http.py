@@ -279,8 +279,9 @@ class _HTTPBucketWriter:
         end = offset + len(data) - 1
         headers = {b"content-range": b"bytes %d-%d/%d" % (offset, end, self._allocated_size),
                    b"content-type": b"application/octet-stream"}
-        answer = await self._http.request(b"PATCH", self._path, secrets=self._secrets, body=data, headers=headers)
-        del data
+        sending = self._http.request(b"PATCH", self._path, secrets=self._secrets, body=data, headers=headers)
+        del data  # the request lets go of it once it is sent, long before the answer comes
+        answer = await sending
         if answer.status == 201:
             self._complete = True
         elif answer.status != 200:
