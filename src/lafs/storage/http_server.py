@@ -141,10 +141,12 @@ def _check_map(value: object, keys: frozenset[str], where: str) -> Mapping[str, 
         raise HTTPError(400, f"{where}: expected a map with keys {sorted(keys)}")
     found = set(value)
     if found != keys:
-        missing, extra = sorted(keys - found), sorted(map(repr, found - keys))
-        raise HTTPError(400, f"{where}: " + "; ".join(
-            part for part in (f"missing keys {missing}" if missing else "", f"unexpected keys {extra}" if extra else "") if part
-        ))
+        problems = []
+        if keys - found:
+            problems.append(f"missing keys {sorted(keys - found)}")
+        if found - keys:
+            problems.append(f"unexpected keys {sorted(map(repr, found - keys))}")
+        raise HTTPError(400, f"{where}: " + "; ".join(problems))
     return value
 
 
