@@ -101,6 +101,8 @@ class StorageSettings:
     reserved_space: int
     readonly: bool
     discard_storage: bool
+    force_foolscap: bool = False
+    """Serve storage over Foolscap only: no HTTPS on the Tub port, no NURLs announced."""
 
 
 class NodeConfig:
@@ -203,6 +205,7 @@ class NodeConfig:
             reserved_space=self.get_size("storage", "reserved_space", 0),
             readonly=self.get_bool("storage", "readonly", False),
             discard_storage=self.get_bool("storage", "debug_discard", False),
+            force_foolscap=self.get_bool("storage", "force_foolscap", False),
         )
 
     # --- values ---------------------------------------------------------------------------

@@ -168,3 +168,36 @@ def channel_method(channel: Any) -> bytes | None:
     """The method of the request an HTTPChannel is receiving, known before its body arrives."""
     method = getattr(channel, "_command", None)
     return method if isinstance(method, bytes) else None
+
+
+# --- Twisted TCP transports, for lafs.https.SharedPortEndpoint -------------------------------------
+
+
+def set_transport_protocol(transport: Any, new_protocol: Any) -> None:
+    """Make ``transport`` deliver its data and connection loss to ``new_protocol`` from now on.
+
+    Twisted's TCP connections call ``self.protocol`` for every event (its own
+    ``startTLS`` swaps it the same way); a shared port uses this to hand a
+    connection on once its first bytes say which protocol it speaks.
+    """
+    if not hasattr(transport, "protocol"):
+        raise TypeError(f"{type(transport).__name__} has no protocol attribute to hand the connection over with")
+    transport.protocol = new_protocol
+
+
+# --- twisted.web.client, for lafs.storage_client.http ---------------------------------------------
+
+
+def quiet_connection_pool(reactor: Any) -> Any:
+    """A persistent HTTPConnectionPool whose connections do not log "Starting factory" each time one opens.
+
+    Twisted's pool makes a factory per connection from its private
+    ``_factory`` class, which is noisy; a storage client opens many.
+    """
+    from twisted.web.client import HTTPConnectionPool
+
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    noisy_factory = getattr(HTTPConnectionPool, "_factory", None)
+    if isinstance(noisy_factory, type):
+        pool._factory = type("QuietHTTP11ClientFactory", (noisy_factory,), {"noisy": False})  # type: ignore[assignment]
+    return pool

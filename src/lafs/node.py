@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 from twisted.application import service
 from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from lafs import isal
@@ -19,7 +20,9 @@ from lafs.client.storage_broker import StorageBroker
 from lafs.config import ConfigError, NodeConfig
 from lafs.core import base32, crypto
 from lafs.core.errors import Base32Error
+from lafs.core.nurl import nurls_for_hints
 from lafs.core.params import ClientSecrets
+from lafs.https import HTTPSHandoff, SharedPortEndpoint, pem_spki_hash
 from lafs.introducer.client import IntroducerClient
 from lafs.introducer.server import IntroducerService
 from lafs.mutable.keys import KeyPool
@@ -27,8 +30,10 @@ from lafs.nodedir import free_port as _free_port
 from lafs.nodedir import node_kind
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
 from lafs.storage.foolscap_server import FoolscapStorageServer
+from lafs.storage.http_server import HTTPStorageServer
 from lafs.storage.server import StorageServer
 from lafs.storage_client.foolscap import FoolscapConnector
+from lafs.storage_client.http import HTTPConnector
 from lafs.tub import NodeTub
 from lafs.web.context import GatewayContext
 from lafs.web.server import WebGateway
@@ -39,6 +44,10 @@ log = Logger()
 
 def _random_b32(size: int = 32) -> str:
     return base32.b2a(os.urandom(size))
+
+
+SWISSNUM_BYTES = 20
+"""As foolscap makes them: 160 random bits, 32 base32 characters."""
 
 
 def _check_port_free(port_spec: str, config_path: str) -> None:
@@ -68,7 +77,16 @@ class Node(service.MultiService):
     Made by `build_node`, which does the file and port work; the constructor only holds the pieces.
     """
 
-    def __init__(self, config: NodeConfig, kind: str, identity: NodeIdentity, tub: NodeTub, *, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        kind: str,
+        identity: NodeIdentity,
+        tub: NodeTub,
+        *,
+        reactor: Any,
+        https: HTTPSHandoff | None = None,
+    ) -> None:
         super().__init__()
         self.reactor = reactor
         self.config = config
@@ -87,6 +105,10 @@ class Node(service.MultiService):
         self.web: WebGateway | None = None
         self._permutation_seed: str | None = None
         self._foolscap_storage: FoolscapStorageServer | None = None
+        self.https = https
+        """Where the Tub's port sends HTTPS connections; None when the node serves no HTTP storage."""
+        self.storage_swissnum: str | None = None
+        self.storage_nurls: list[str] = []
 
     def startService(self) -> None:
         super().startService()
@@ -94,9 +116,13 @@ class Node(service.MultiService):
             self.key_pool.start()
         if self._foolscap_storage is not None and self._permutation_seed is not None and self.tub.locationHints:
             self.storage_furl = self.tub.registerReference(
-                self._foolscap_storage, furlFile=self.config.private_path("storage.furl")
+                self._foolscap_storage, name=self.storage_swissnum, furlFile=self.config.private_path("storage.furl")
             )
-            ann = {"nickname": self.config.nickname, **storage_announcement(self.storage_furl, self._permutation_seed)}
+            if self.https is not None and self.https.factory is not None and self.storage_swissnum is not None:
+                spki = pem_spki_hash(self.tub.getCertData())
+                self.storage_nurls = nurls_for_hints(spki, list(self.tub.locationHints), self.storage_swissnum)
+            announcement = storage_announcement(self.storage_furl, self._permutation_seed, self.storage_nurls)
+            ann = {"nickname": self.config.nickname, **announcement}
             for client in self.introducer_clients:
                 client.publish("storage", ann)
         log.info("node started in {basedir}", basedir=self.basedir)
@@ -128,9 +154,11 @@ def build_node(basedir: str, *, reactor: Any) -> Node:
     os.makedirs(config.private_path(""), mode=0o700, exist_ok=True)
     os.makedirs(config.path("logs"), exist_ok=True)
     identity = load_identity(config, kind)
-    tub = make_tub(config, kind)
+    serves_https = kind != "introducer" and config.storage.enabled and not config.storage.force_foolscap
+    https = HTTPSHandoff() if serves_https else None
+    tub = make_tub(config, kind, https=https, reactor=reactor)
     config.write_file("my_nodeid", tub.getTubID() + "\n")
-    node = Node(config, kind, identity, tub, reactor=reactor)
+    node = Node(config, kind, identity, tub, reactor=reactor, https=https)
     if kind == "introducer":
         node.introducer_service = IntroducerService(tub, config.basedir)
         node.introducer_service.setServiceParent(node)
@@ -186,8 +214,11 @@ def _private_b32(config: NodeConfig, name: str) -> bytes:
         raise ConfigError(f"{config.private_path(name)}: not valid base32") from None
 
 
-def make_tub(config: NodeConfig, kind: str) -> NodeTub:
-    """The node's Tub, listening where ``[node]tub.port`` says (a free port, remembered, when it says nothing)."""
+def make_tub(config: NodeConfig, kind: str, *, https: HTTPSHandoff | None = None, reactor: Any = None) -> NodeTub:
+    """The node's Tub, listening where ``[node]tub.port`` says (a free port, remembered, when it says nothing).
+
+    With ``https`` each port also serves HTTPS (the HTTP storage protocol), as Tahoe 1.20's do.
+    """
     settings = config.node
     tub = NodeTub(certFile=config.private_path("node.pem"))
     tub.setOption("logLocalFailures", True)
@@ -214,7 +245,12 @@ def make_tub(config: NodeConfig, kind: str) -> NodeTub:
     for port in ports:
         _check_port_free(port, config.config_path)
         try:
-            tub.listenOn(port)
+            if https is None:
+                tub.listenOn(port)
+            else:
+                if reactor is None:
+                    from twisted.internet import reactor
+                tub.listenOn(SharedPortEndpoint(serverFromString(reactor, port), https, reactor))
         except Exception as e:
             raise ConfigError(f"{config.config_path}: [node]tub.port: cannot listen on {port!r}: {e}") from None
     if location.lower() == "disabled":
@@ -253,7 +289,11 @@ def _announcement_sequencer(config: NodeConfig) -> Callable[[], tuple[int, str]]
 def _add_client(node: Node, config: NodeConfig, identity: NodeIdentity, tub: NodeTub, reactor: Any) -> None:
     """The storage broker, its introducer clients and the node maker."""
     assert identity.secrets is not None  # load_identity makes them for every client node
-    broker = StorageBroker([FoolscapConnector(tub)], preferred_peers=config.client.preferred_peers)
+    # As Tahoe 1.20 chooses: HTTP for servers that announce NURLs, unless [client]force_foolscap.
+    connectors: list[Any] = [FoolscapConnector(tub)]
+    if not config.client.force_foolscap:
+        connectors.insert(0, HTTPConnector(reactor))
+    broker = StorageBroker(connectors, preferred_peers=config.client.preferred_peers)
     broker.set_static_servers(config.static_servers())
     broker.setServiceParent(node)
     node.storage_broker = broker
@@ -299,3 +339,18 @@ def _add_storage(node: Node, config: NodeConfig, identity: NodeIdentity, nodeid:
     node.storage_server = server
     node._permutation_seed = permutation_seed_for(config.basedir, identity.pubkey_string)
     node._foolscap_storage = FoolscapStorageServer(server)
+    node.storage_swissnum = _storage_swissnum(config)
+    if node.https is not None:
+        http_storage = HTTPStorageServer(server, node.storage_swissnum.encode("ascii"))
+        node.https.serve(http_storage.site(reactor), node.tub.getCertData())
+
+
+def _storage_swissnum(config: NodeConfig) -> str:
+    """The storage server's swissnum: the one in ``private/storage.furl`` if there is one, else a new one.
+
+    Known before the Tub registers the server, since the HTTP server (and its NURLs) use it too.
+    """
+    furl = config.read_private("storage.furl")
+    if furl and "/" in furl.strip().removeprefix("pb://"):
+        return furl.strip().rsplit("/", 1)[1]
+    return _random_b32(SWISSNUM_BYTES)

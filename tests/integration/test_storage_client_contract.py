@@ -1,7 +1,8 @@
 """The storage-client interface's contract, run against every implementation of it.
 
 Each test gets a `StorageServerClient` for a fresh storage server: over real
-loopback Foolscap (``FoolscapConnector`` through a Tub, as a node connects)
+loopback Foolscap (``FoolscapConnector`` through a Tub, as a node connects),
+over loopback HTTPS (``HTTPConnector``, the server on the Tub's shared port)
 and in-process (``InProcessStorageClient``).  A new protocol adds a kind to
 ``KINDS`` and must pass the same tests.
 """
@@ -17,10 +18,12 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
+from twisted.internet import reactor
 
 from lafs.storage.server import StorageServer
 from lafs.storage_client.fake import InProcessStorageClient
 from lafs.storage_client.foolscap import FoolscapConnector
+from lafs.storage_client.http import HTTPConnector
 from lafs.storage_client.interface import (
     ServerRefusedError,
     ServerUnreachableError,
@@ -31,7 +34,7 @@ from lafs.tub import NodeTub
 from tests.integration.test_introducer import wait_for
 from tests.storage_grid import start_storage_server
 
-KINDS = ["foolscap", "in-process"]
+KINDS = ["foolscap", "http", "in-process"]
 RENEW, CANCEL, WRITE_ENABLER = b"r" * 32, b"c" * 32, b"w" * 32
 SECRETS = (WRITE_ENABLER, RENEW, CANCEL)
 
@@ -55,15 +58,14 @@ async def server_under_test(kind: str, basedir: Path) -> AsyncIterator[ServerUnd
 
         yield ServerUnderTest(fake, server, stop_fake)
         return
-    running = await start_storage_server(basedir, "contract")
+    running = await start_storage_server(basedir, "contract", http=kind == "http")
     client_tub = NodeTub()
     client_tub.startService()
     connected: list[StorageServerClient] = []
-    connection = FoolscapConnector(client_tub).connect(
-        running.server_id, running.announcement(), connected.append, lambda client: None
-    )
+    connector = HTTPConnector(reactor) if kind == "http" else FoolscapConnector(client_tub)
+    connection = connector.connect(running.server_id, running.announcement(), connected.append, lambda client: None)
     try:
-        await wait_for(lambda: bool(connected), "the foolscap storage client")
+        await wait_for(lambda: bool(connected), f"the {kind} storage client")
         yield ServerUnderTest(connected[0], running.server, running.stop)
     finally:
         connection.stop()
@@ -214,3 +216,18 @@ async def test_an_unreachable_server_fails_every_call_the_same_way(kind: str, tm
             with pytest.raises(ServerUnreachableError) as caught:
                 await make_call()
             assert caught.value.server_id == s.client.server_id
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest_twisted.ensureDeferred
+async def test_a_share_closed_with_a_gap_reads_zeros_there(kind: str, tmp_path: Path) -> None:
+    """Tahoe's uploader never writes the plaintext hash tree region; the closed share holds zeros there."""
+    async with server_under_test(kind, tmp_path) as s:
+        si = os.urandom(16)
+        allocation = await s.client.allocate_buckets(si, RENEW, CANCEL, {0}, 30)
+        writer = allocation.writers[0]
+        await writer.write(0, b"a" * 10)
+        await writer.write(20, b"b" * 10)
+        await writer.close()
+        readers = await s.client.get_buckets(si)
+        assert await readers[0].read(0, 30) == b"a" * 10 + b"\x00" * 10 + b"b" * 10

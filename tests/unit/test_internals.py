@@ -175,3 +175,36 @@ def test_twisted_web_request_and_channel() -> None:
     assert not internals.request_disconnected(request)
     request.connectionLost(Failure(ConnectionError("gone")))
     assert internals.request_disconnected(request), missing("twisted", "Request._disconnected set when the client goes")
+
+
+def test_twisted_tcp_transport_protocol_can_be_replaced() -> None:
+    """A TCP connection's ``protocol`` is what it delivers to: replacing it hands the connection on."""
+    from twisted.internet import tcp
+
+    assert "protocol" in inspect.getsource(tcp.Connection._dataReceived), missing(
+        "twisted", "tcp.Connection._dataReceived delivering to self.protocol"
+    )
+    assert "self.protocol" in inspect.getsource(tcp.Connection.connectionLost), missing(
+        "twisted", "tcp.Connection.connectionLost telling self.protocol"
+    )
+
+    class Transport:
+        protocol: object = None
+
+    transport = Transport()
+    first, second = protocol.Protocol(), protocol.Protocol()
+    transport.protocol = first
+    internals.set_transport_protocol(transport, second)
+    assert transport.protocol is second
+    with pytest.raises(TypeError, match="no protocol attribute"):
+        internals.set_transport_protocol(object(), second)
+
+
+def test_twisted_web_client_pool_factory() -> None:
+    from twisted.web.client import HTTPConnectionPool
+
+    assert isinstance(getattr(HTTPConnectionPool, "_factory", None), type), missing("twisted", "HTTPConnectionPool._factory")
+    pool = internals.quiet_connection_pool(MemoryReactor())
+    factory = pool._factory(lambda protocol: None, "endpoint")
+    assert factory.noisy is False and isinstance(factory, HTTPConnectionPool._factory)
+    assert pool.persistent

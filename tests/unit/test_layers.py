@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("isal",),  # loads ISA-L for core.codec, which is handed it (core loads no library)
     ("interfaces",),
     ("tub",),
+    ("https",),  # TLS for HTTP storage: certificate SPKI pins, and the Tub port shared by Foolscap and HTTPS
     ("config",),
     ("nodedir",),  # raises config's ConfigError for a directory that is no node's
     # The services, low to high.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from lafs.core import base32
@@ -31,6 +32,9 @@ def permutation_seed_for(basedir: str, node_pubkey_string: bytes) -> str:
     return seed
 
 
-def storage_announcement(furl: str, permutation_seed: str) -> dict[str, Any]:
-    """The storage service's keys of an announcement (facts brief §8.2)."""
-    return {"anonymous-storage-FURL": furl, "permutation-seed-base32": permutation_seed}
+def storage_announcement(furl: str, permutation_seed: str, nurls: Sequence[str] = ()) -> dict[str, Any]:
+    """The storage service's keys of an announcement (facts brief §8.2); NURLs only when HTTPS is served."""
+    ann: dict[str, Any] = {"anonymous-storage-FURL": furl, "permutation-seed-base32": permutation_seed}
+    if nurls:
+        ann["anonymous-storage-NURLs"] = list(nurls)
+    return ann

@@ -102,7 +102,9 @@ class FoolscapStorageServer(Referenceable):
         return Deferred.fromCoroutine(allocate())
 
     def remote_add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._server.add_lease(storage_index, renew_secret, cancel_secret))
+        # RIStorageServer's add_lease answers None, whether or not there were shares.
+        added = Deferred.fromCoroutine(self._server.add_lease(storage_index, renew_secret, cancel_secret))
+        return added.addCallback(lambda _: None)
 
     def remote_get_buckets(self, storage_index: bytes) -> Deferred[dict[int, FoolscapBucketReader]]:
         async def get() -> dict[int, FoolscapBucketReader]:

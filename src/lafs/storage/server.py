@@ -214,12 +214,15 @@ class StorageServer(service.MultiService):
         if leases != list(current.leases):
             await self.backend.put_leases(storage_index, shnum, leases)
 
-    async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> None:
+    async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> bool:
+        """Add or renew a lease on every share of the storage index; False when it has none."""
         check_storage_index(storage_index)
         expiration = self._expiration()
-        for shnum, kind in (await self.backend.list_shares(storage_index)).items():
+        shares = await self.backend.list_shares(storage_index)
+        for shnum, kind in shares.items():
             nodeid = self.nodeid if kind is ShareKind.MUTABLE else None
             await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration, nodeid)
+        return bool(shares)
 
     async def renew_lease(self, storage_index: bytes, renew_secret: bytes) -> None:
         check_storage_index(storage_index)

@@ -1,0 +1,596 @@
+"""The storage-client interface over Tahoe 1.20's HTTP storage protocol ("Great Black Swamp").
+
+A server announces ``anonymous-storage-NURLs``; we reach it over HTTPS,
+trusting exactly the certificate whose SPKI hash the NURL names, and send
+the NURL's swissnum with every request.  Connections are kept open and
+reused (one pool per server).  The lease seed still comes from the tubid of
+the announced fURL, as Tahoe's does (facts brief §12).
+
+HTTP has no standing connection to lose, so "connected" means the last
+request got through: a request that cannot reach the server reports the
+client lost, and the connection polls ``/storage/v1/version`` (backing off)
+until the server answers again.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import cbor2
+from OpenSSL import SSL
+from twisted.internet import defer, protocol
+from twisted.internet import error as internet_error
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import (
+    Agent,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+    ResponseNeverReceived,
+)
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IBodyProducer
+from zope.interface import implementer
+
+from lafs import internals
+from lafs.core import base32
+from lafs.core.errors import FormatError
+from lafs.core.nurl import NURL
+from lafs.https import PinnedSPKIPolicy
+from lafs.storage_client.foolscap import tubid_from_furl
+from lafs.storage_client.interface import (
+    Allocation,
+    BucketReaderClient,
+    BucketWriterClient,
+    ConnectedCallback,
+    LostCallback,
+    ReadTestWriteResult,
+    ReadVector,
+    ServerError,
+    ServerRefusedError,
+    ServerUnreachableError,
+    ServerVersion,
+    TestAndWriteVectors,
+    WriteEnablerMismatchError,
+)
+
+log = Logger()
+
+CBOR = b"application/cbor"
+STORAGE_INDEX_SIZE = 16
+MAX_REASON_LENGTH = 32765
+PERSISTENT_CONNECTIONS = 16
+"""Connections kept open per server: an upload writes several shares to one server at once."""
+CONNECT_TIMEOUT = 30
+ZERO_FILL_CHUNK = 1024 * 1024
+RETRY_INITIAL, RETRY_FACTOR, RETRY_MAX = 1.0, 2.0, 60.0
+"""Seconds between attempts to reach a server that is down: like foolscap's Reconnector."""
+TRANSPORT_FAILURES = (
+    internet_error.ConnectError,
+    internet_error.ConnectionLost,
+    internet_error.ConnectionDone,
+    internet_error.TimeoutError,
+    ResponseFailed,
+    ResponseNeverReceived,
+    RequestTransmissionFailed,
+    RequestNotSent,
+    SSL.Error,
+    OSError,
+    defer.CancelledError,
+)
+"""What a request that never got its answer fails with: the server is taken as unreachable."""
+STATUS_CONNECTED = "connected"
+"""What Tahoe 1.20's ``/?t=json`` says of a server it reaches over HTTP."""
+
+
+@implementer(IBodyProducer)
+class _BytesBody:
+    """A request body already in memory, handed to the connection in one write."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        consumer.write(self._data)
+        self._data = b""
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _BodyCollector(protocol.Protocol):
+    """Gathers a response body (twisted's readBody warns about TLS transports and adds nothing we need)."""
+
+    def __init__(self, finished: defer.Deferred[bytes]) -> None:
+        self._finished = finished
+        self._parts: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self._parts.append(data)
+
+    def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
+        if reason.check(ResponseDone):
+            self._finished.callback(b"".join(self._parts))
+        else:
+            self._finished.errback(reason)
+        self._parts = []
+
+
+def _read_body(response: Any) -> defer.Deferred[bytes]:
+    finished: defer.Deferred[bytes] = defer.Deferred()
+    response.deliverBody(_BodyCollector(finished))
+    return finished
+
+
+@attrs.frozen
+class _Answer:
+    status: int
+    body: bytes
+    headers: Headers
+
+    def text(self) -> str:
+        return self.body[:2000].decode("utf-8", "replace").strip()
+
+    def cbor(self) -> Any:
+        try:
+            return cbor2.loads(self.body)
+        except (cbor2.CBORDecodeError, ValueError, TypeError) as e:
+            raise ValueError(f"the server's answer is not valid CBOR: {e}") from None
+
+
+class _HTTP:
+    """Requests to one server: pinned TLS, the swissnum, pooled connections."""
+
+    def __init__(self, reactor: Any, nurl: NURL, server_id: str, on_unreachable: Callable[[], None]) -> None:
+        self._pool = internals.quiet_connection_pool(reactor)
+        self._pool.maxPersistentPerHost = PERSISTENT_CONNECTIONS
+        self._agent = Agent(reactor, PinnedSPKIPolicy(nurl.spki_hash), connectTimeout=CONNECT_TIMEOUT, pool=self._pool)
+        host = f"[{nurl.host}]" if ":" in nurl.host else nurl.host
+        self._base = f"https://{host}:{nurl.port}/storage/v1/".encode("ascii")
+        self._authorization = b"Tahoe-LAFS " + base64.b64encode(nurl.swissnum.encode("ascii"))
+        self.server_id = server_id
+        self._on_unreachable = on_unreachable
+
+    async def request(
+        self,
+        method: bytes,
+        path: str,
+        *,
+        secrets: Sequence[tuple[bytes, bytes]] = (),
+        body: bytes | None = None,
+        content_type: bytes | None = None,
+        headers: Mapping[bytes, bytes] | None = None,
+    ) -> _Answer:
+        sent = Headers({b"authorization": [self._authorization]})
+        for kind, value in secrets:
+            sent.addRawHeader(b"x-tahoe-authorization", kind + b" " + base64.b64encode(value))
+        if content_type is not None:
+            sent.addRawHeader(b"content-type", content_type)
+        for name, value in (headers or {}).items():
+            sent.addRawHeader(name, value)
+        producer: Any = _BytesBody(body) if body is not None else None
+        del body
+        try:
+            response = await self._agent.request(method, self._base + path.encode("ascii"), sent, producer)
+            data = await _read_body(response)
+        except TRANSPORT_FAILURES as e:
+            self._on_unreachable()
+            reason = _describe_failure(e)
+            raise ServerUnreachableError(self.server_id, f"{method.decode()} {path.split('/')[0]}: {reason}") from None
+        return _Answer(response.code, data, response.headers)
+
+    async def cbor_request(
+        self, method: bytes, path: str, value: Any, *, secrets: Sequence[tuple[bytes, bytes]] = ()
+    ) -> _Answer:
+        return await self.request(
+            method, path, secrets=secrets, body=cbor2.dumps(value), content_type=CBOR, headers={b"accept": CBOR}
+        )
+
+    def refused(self, answer: _Answer, what: str, remote_type: str = "") -> ServerRefusedError:
+        text = answer.text()
+        return ServerRefusedError(
+            self.server_id, f"{what}: HTTP {answer.status}" + (f": {text}" if text else ""), remote_type or f"HTTP{answer.status}"
+        )
+
+    def decode(self, answer: _Answer, what: str) -> Any:
+        try:
+            return answer.cbor()
+        except ValueError as e:
+            raise ServerRefusedError(self.server_id, f"{what}: {e}", "BadAnswer") from None
+
+    def close(self) -> defer.Deferred[Any]:
+        return self._pool.closeCachedConnections()
+
+
+def _describe_failure(error: Exception) -> str:
+    """A transport failure's name and reason (Twisted wraps the real cause in lists of Failures)."""
+    reasons = getattr(error, "reasons", None)
+    if reasons:
+        inner = reasons[0]
+        value = getattr(inner, "value", inner)
+        return f"{type(error).__name__}: {type(value).__name__}: {value}"
+    return f"{type(error).__name__}: {error}"
+
+
+def _add_range(ranges: list[tuple[int, int]], begin: int, end: int) -> list[tuple[int, int]]:
+    """``ranges`` (disjoint, sorted, end exclusive) with [begin, end) merged in."""
+    merged: list[tuple[int, int]] = []
+    for b, e in sorted([*ranges, (begin, end)]):
+        if merged and b <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+        else:
+            merged.append((b, e))
+    return merged
+
+
+def _check_storage_index(server_id: str, storage_index: bytes) -> str:
+    if not isinstance(storage_index, bytes) or len(storage_index) != STORAGE_INDEX_SIZE:
+        raise ServerRefusedError(server_id, f"a storage index must be {STORAGE_INDEX_SIZE} bytes", "BadStorageIndexError")
+    return base32.b2a(storage_index)
+
+
+def _share_set(value: Any) -> frozenset[int]:
+    if not isinstance(value, (set, frozenset, list)) or not all(isinstance(n, int) and not isinstance(n, bool) for n in value):
+        raise ValueError("expected a set of share numbers")
+    return frozenset(value)
+
+
+class _HTTPBucketWriter:
+    """One immutable share being uploaded: each write is a PATCH; the server closes the share when it is whole."""
+
+    def __init__(self, http: _HTTP, si: str, shnum: int, upload_secret: bytes, allocated_size: int) -> None:
+        self._http = http
+        self._path = f"immutable/{si}/{shnum}"
+        self._secrets = [(b"upload-secret", upload_secret)]
+        self._allocated_size = allocated_size
+        self._complete = False
+        self._pending: set[defer.Deferred[None]] = set()
+        self._written: list[tuple[int, int]] = []
+        """Disjoint sorted [begin, end) ranges the server has taken."""
+
+    async def write(self, offset: int, data: bytes) -> None:
+        if not data:
+            return  # a Content-Range cannot say "no bytes"; writing nothing changes nothing
+        if offset < 0:
+            raise ServerRefusedError(self._http.server_id, f"cannot write at offset {offset}", "DataTooLargeError")
+        written = defer.Deferred.fromCoroutine(self._patch(offset, data))
+        del data
+        self._pending.add(written)
+        try:
+            await written
+        finally:
+            self._pending.discard(written)
+
+    async def _patch(self, offset: int, data: bytes) -> None:
+        end = offset + len(data) - 1
+        headers = {b"content-range": b"bytes %d-%d/%d" % (offset, end, self._allocated_size),
+                   b"content-type": b"application/octet-stream"}
+        sending = self._http.request(b"PATCH", self._path, secrets=self._secrets, body=data, headers=headers)
+        del data  # the request lets go of it once it is sent, long before the answer comes
+        answer = await sending
+        if answer.status == 201:
+            self._complete = True
+        elif answer.status != 200:
+            kind = {409: "ConflictingWriteError", 416: "DataTooLargeError", 404: "BucketClosedError"}.get(answer.status, "")
+            raise self._http.refused(answer, f"writing bytes {offset}-{end} of {self._path}", kind)
+        self._written = _add_range(self._written, offset, end + 1)
+
+    async def close(self) -> None:
+        """Finish the share: the server closes it once every byte is there, so any gap left is written as zeros.
+
+        Over Foolscap a gap (Tahoe's unused plaintext hash tree region) reads
+        back as zeros from the share file; writing them gives the same share.
+        """
+        if self._pending:
+            await defer.DeferredList(list(self._pending), consumeErrors=True)
+        position = 0
+        gaps = []
+        for begin, end in [*self._written, (self._allocated_size, self._allocated_size)]:
+            if begin > position:
+                gaps.append((position, begin))
+            position = max(position, end)
+        for begin, end in gaps:
+            if self._complete:
+                break
+            for start in range(begin, end, ZERO_FILL_CHUNK):
+                await self._patch(start, bytes(min(ZERO_FILL_CHUNK, end - start)))
+        if not self._complete:
+            raise ServerRefusedError(
+                self._http.server_id,
+                f"cannot close {self._path}: the server has not received all {self._allocated_size} bytes",
+                "IncompleteShareError",
+            )
+
+    async def abort(self) -> None:
+        answer = await self._http.request(b"PUT", self._path + "/abort", secrets=self._secrets)
+        # 404/405: no upload in progress (already aborted, or finished): nothing is left to abort.
+        if answer.status not in (200, 404, 405):
+            raise self._http.refused(answer, f"aborting {self._path}")
+
+
+class _HTTPBucketReader:
+    """One finished immutable share: each read is a ranged GET."""
+
+    def __init__(self, http: _HTTP, si: str, shnum: int, storage_index: bytes) -> None:
+        self._http = http
+        self._si = si
+        self._shnum = shnum
+        self._storage_index = storage_index
+
+    async def read(self, offset: int, length: int) -> bytes:
+        return await _ranged_read(self._http, f"immutable/{self._si}/{self._shnum}", offset, length)
+
+    async def advise_corrupt_share(self, reason: bytes) -> None:
+        await _advise_corrupt(self._http, f"immutable/{self._si}/{self._shnum}", reason)
+
+
+async def _ranged_read(http: _HTTP, path: str, offset: int, length: int) -> bytes:
+    if offset < 0 or length < 0:
+        raise ServerRefusedError(http.server_id, f"cannot read {length} bytes at offset {offset}", "BadReadError")
+    if length == 0:
+        return b""
+    answer = await http.request(b"GET", path, headers={b"range": b"bytes=%d-%d" % (offset, offset + length - 1)})
+    if answer.status == 204:
+        return b""
+    if answer.status not in (200, 206):
+        raise http.refused(answer, f"reading {path}", "NoSuchShareError" if answer.status == 404 else "")
+    return answer.body[:length]
+
+
+async def _advise_corrupt(http: _HTTP, path: str, reason: bytes) -> None:
+    text = reason.decode("utf-8", "replace")[:MAX_REASON_LENGTH] or "(no reason given)"
+    answer = await http.cbor_request(b"POST", path + "/corrupt", {"reason": text})
+    # 404: the server lacks the share, and (as over Foolscap) the report is simply dropped.
+    if answer.status not in (200, 404):
+        raise http.refused(answer, f"reporting {path} corrupt")
+
+
+class HTTPStorageClient:
+    """One server reached over HTTPS, as a `StorageServerClient`."""
+
+    def __init__(self, http: _HTTP, server_id: str, version: ServerVersion, lease_seed: bytes) -> None:
+        self._http = http
+        self.server_id = server_id
+        self.version = version
+        self.lease_seed = lease_seed
+
+    async def allocate_buckets(
+        self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes, sharenums: Iterable[int], allocated_size: int
+    ) -> Allocation:
+        si = _check_storage_index(self.server_id, storage_index)
+        upload_secret = os.urandom(32)  # one per upload to one server, as the spec asks
+        secrets = [(b"lease-renew-secret", renew_secret), (b"lease-cancel-secret", cancel_secret), (b"upload-secret", upload_secret)]
+        answer = await self._http.cbor_request(
+            b"POST", f"immutable/{si}", {"share-numbers": set(sharenums), "allocated-size": allocated_size}, secrets=secrets
+        )
+        if answer.status != 200:
+            raise self._http.refused(answer, "allocating shares")
+        value = self._http.decode(answer, "allocating shares")
+        try:
+            already, allocated = _share_set(value["already-have"]), _share_set(value["allocated"])
+        except (TypeError, KeyError, ValueError) as e:
+            raise ServerRefusedError(self.server_id, f"allocating shares: unexpected answer ({e})", "BadAnswer") from None
+        writers: dict[int, BucketWriterClient] = {
+            shnum: _HTTPBucketWriter(self._http, si, shnum, upload_secret, allocated_size) for shnum in allocated
+        }
+        return Allocation(already, writers)
+
+    async def get_buckets(self, storage_index: bytes) -> Mapping[int, BucketReaderClient]:
+        si = _check_storage_index(self.server_id, storage_index)
+        answer = await self._http.request(b"GET", f"immutable/{si}/shares", headers={b"accept": CBOR})
+        if answer.status != 200:
+            raise self._http.refused(answer, "listing immutable shares")
+        try:
+            shares = _share_set(self._http.decode(answer, "listing immutable shares"))
+        except ValueError as e:
+            raise ServerRefusedError(self.server_id, f"listing immutable shares: {e}", "BadAnswer") from None
+        return {shnum: _HTTPBucketReader(self._http, si, shnum, storage_index) for shnum in sorted(shares)}
+
+    async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> None:
+        si = _check_storage_index(self.server_id, storage_index)
+        secrets = [(b"lease-renew-secret", renew_secret), (b"lease-cancel-secret", cancel_secret)]
+        answer = await self._http.request(b"PUT", f"lease/{si}", secrets=secrets)
+        # 404: no shares to lease, which Foolscap's add_lease also passes over in silence.
+        if answer.status not in (200, 204, 404):
+            raise self._http.refused(answer, "adding a lease")
+
+    async def _mutable_shares(self, si: str) -> frozenset[int]:
+        answer = await self._http.request(b"GET", f"mutable/{si}/shares", headers={b"accept": CBOR})
+        if answer.status != 200:
+            raise self._http.refused(answer, "listing mutable shares")
+        try:
+            return _share_set(self._http.decode(answer, "listing mutable shares"))
+        except ValueError as e:
+            raise ServerRefusedError(self.server_id, f"listing mutable shares: {e}", "BadAnswer") from None
+
+    async def slot_readv(self, storage_index: bytes, shares: Sequence[int], readv: ReadVector) -> Mapping[int, Sequence[bytes]]:
+        si = _check_storage_index(self.server_id, storage_index)
+        wanted = sorted(set(shares)) if shares else sorted(await self._mutable_shares(si))
+
+        async def read_share(shnum: int) -> list[bytes] | None:
+            path = f"mutable/{si}/{shnum}"
+            try:
+                # the first read also says whether the share exists; the rest go out together
+                first = [await _ranged_read(self._http, path, *readv[0])] if readv else []
+                if not readv:
+                    await _ranged_read(self._http, path, 0, 1)
+            except ServerRefusedError as e:
+                if e.remote_type == "NoSuchShareError":
+                    return None
+                raise
+            rest = [defer.Deferred.fromCoroutine(_ranged_read(self._http, path, o, n)) for o, n in readv[1:]]
+            return first + list(await defer.gatherResults(rest, consumeErrors=True)) if rest else first
+
+        reads = [defer.Deferred.fromCoroutine(read_share(shnum)) for shnum in wanted]
+        try:
+            results = await defer.gatherResults(reads, consumeErrors=True)
+        except defer.FirstError as e:
+            raise e.subFailure.value from None
+        return {shnum: data for shnum, data in zip(wanted, results, strict=True) if data is not None}
+
+    async def slot_testv_and_readv_and_writev(
+        self,
+        storage_index: bytes,
+        secrets: tuple[bytes, bytes, bytes],
+        tw_vectors: TestAndWriteVectors,
+        read_vector: ReadVector,
+    ) -> ReadTestWriteResult:
+        si = _check_storage_index(self.server_id, storage_index)
+        write_enabler, renew_secret, cancel_secret = secrets
+        vectors = {}
+        for shnum, (testv, datav, new_length) in tw_vectors.items():
+            tests = []
+            for offset, length, operator, specimen in testv:
+                if operator != b"eq":
+                    raise ServerRefusedError(
+                        self.server_id, f"test vector operator {operator!r} is not supported (only b'eq')", "BadTestVectorError"
+                    )
+                tests.append({"offset": offset, "size": length, "specimen": specimen})
+            writes = [{"offset": offset, "data": data} for offset, data in datav]
+            vectors[shnum] = {"test": tests, "write": writes, "new-length": new_length}
+        body = {"test-write-vectors": vectors, "read-vector": [{"offset": o, "size": n} for o, n in read_vector]}
+        sent_secrets = [(b"write-enabler", write_enabler), (b"lease-renew-secret", renew_secret), (b"lease-cancel-secret", cancel_secret)]
+        answer = await self._http.cbor_request(b"POST", f"mutable/{si}/read-test-write", body, secrets=sent_secrets)
+        if answer.status == 401:
+            text = answer.text() or "the write enabler does not match the share's"
+            raise WriteEnablerMismatchError(self.server_id, f"BadWriteEnablerError: {text}", "BadWriteEnablerError")
+        if answer.status != 200:
+            raise self._http.refused(answer, "read-test-write")
+        value = self._http.decode(answer, "read-test-write")
+        try:
+            reads = {int(n): [bytes(d) for d in data] for n, data in value["data"].items()}
+            return ReadTestWriteResult(bool(value["success"]), reads)
+        except (TypeError, KeyError, ValueError, AttributeError) as e:
+            raise ServerRefusedError(self.server_id, f"read-test-write: unexpected answer ({e})", "BadAnswer") from None
+
+    async def advise_corrupt_share(self, share_type: bytes, storage_index: bytes, shnum: int, reason: bytes) -> None:
+        si = _check_storage_index(self.server_id, storage_index)
+        kind = "mutable" if share_type == b"mutable" else "immutable"
+        await _advise_corrupt(self._http, f"{kind}/{si}/{shnum}", reason)
+
+
+async def fetch_version(http: _HTTP) -> ServerVersion:
+    answer = await http.request(b"GET", "version", headers={b"accept": CBOR})
+    if answer.status != 200:
+        raise http.refused(answer, "asking for the version")
+    value = http.decode(answer, "asking for the version")
+    if not isinstance(value, dict):
+        raise ServerRefusedError(http.server_id, "the version answer is not a map", "BadAnswer")
+    return ServerVersion.from_dict(value)
+
+
+def first_nurl(announcement: Mapping[str, Any]) -> NURL | None:
+    """The first usable version-1 NURL of a storage announcement, if any."""
+    nurls = announcement.get("anonymous-storage-NURLs")
+    if not isinstance(nurls, list):
+        return None
+    for text in nurls:
+        if isinstance(text, str):
+            try:
+                return NURL.from_string(text)
+            except FormatError:
+                continue
+    return None
+
+
+class _HTTPConnection:
+    """Keeps one server reachable: a client while requests get through, polling while they do not."""
+
+    def __init__(
+        self, reactor: Any, server_id: str, nurl: NURL, lease_seed: bytes, connected: ConnectedCallback, lost: LostCallback
+    ) -> None:
+        self._reactor = reactor
+        self._server_id = server_id
+        self._nurl = nurl
+        self._lease_seed = lease_seed
+        self._connected = connected
+        self._lost = lost
+        self._http = _HTTP(reactor, nurl, server_id, self._unreachable)
+        self._client: HTTPStorageClient | None = None
+        self._retry_call: Any = None
+        self._delay = RETRY_INITIAL
+        self._stopped = False
+        self._attempting = False
+
+    def start(self) -> None:
+        self._attempt()
+
+    def _attempt(self) -> None:
+        self._retry_call = None
+        if self._stopped or self._attempting:
+            return
+        self._attempting = True
+        defer.Deferred.fromCoroutine(self._try_version())
+
+    async def _try_version(self) -> None:
+        try:
+            version = await fetch_version(self._http)
+        except ServerError as e:
+            self._attempting = False
+            if not self._stopped:
+                log.info("storage server {id} not reachable over HTTP: {e}", id=self._server_id, e=str(e))
+                self._retry_call = self._reactor.callLater(self._delay, self._attempt)
+                self._delay = min(self._delay * RETRY_FACTOR, RETRY_MAX)
+            return
+        self._attempting = False
+        if self._stopped:
+            return
+        self._delay = RETRY_INITIAL
+        self._client = HTTPStorageClient(self._http, self._server_id, version, self._lease_seed)
+        self._connected(self._client)
+
+    def _unreachable(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not self._stopped:
+            self._lost(client)
+            if self._retry_call is None and not self._attempting:
+                self._retry_call = self._reactor.callLater(self._delay, self._attempt)
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        self._http.close()
+
+    def describe(self) -> str:
+        return STATUS_CONNECTED if self._client is not None else "Trying to connect"
+
+
+class HTTPConnector:
+    """Connects over HTTPS to servers whose announcement lists ``anonymous-storage-NURLs``."""
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def accepts(self, announcement: Mapping[str, Any]) -> bool:
+        return first_nurl(announcement) is not None
+
+    def connect(
+        self, server_id: str, announcement: Mapping[str, Any], connected: ConnectedCallback, lost: LostCallback
+    ) -> _HTTPConnection:
+        nurl = first_nurl(announcement)
+        if nurl is None:
+            raise ValueError(f"server {server_id} announced no usable NURL")
+        furl = announcement.get("anonymous-storage-FURL")
+        lease_seed = tubid_from_furl(furl) if isinstance(furl, str) else b""
+        connection = _HTTPConnection(self._reactor, server_id, nurl, lease_seed, connected, lost)
+        connection.start()
+        return connection
+
+
+__all__ = ["HTTPConnector", "HTTPStorageClient", "first_nurl"]
