@@ -446,7 +446,7 @@ async def test_check_verify_and_repair(grid: Grid, mdmf: bool) -> None:
     verified = await node.check(verify=True)
     assert not verified.healthy and verified.count_shares_good == 8
     assert sorted(n for _, _, n in verified.corrupt_shares) == sorted(n for _, n, _ in placed[-2:])
-    assert "2 corrupt shares" in verified.summary
+    assert verified.summary.startswith("Unhealthy: 8 shares (enc 3-of-10) Corrupt Shares: ")
     assert len(grid.advisories()) == 2
 
     # A verify cap is enough to check and verify.

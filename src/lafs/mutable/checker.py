@@ -51,7 +51,8 @@ class MutableCheckResults:
 
     @property
     def summary(self) -> str:
-        return "Healthy" if self.healthy else "Unhealthy: " + "; ".join(self.problems)
+        # Tahoe joins the parts with spaces: "Unhealthy: 4 shares (enc 2-of-5) Corrupt Shares: rxru7t4l-sh4".
+        return "Healthy" if self.healthy else "Unhealthy: " + " ".join(self.problems)
 
     def results(self) -> CheckResults:
         """These results as the check results every file kind gives."""
@@ -77,6 +78,11 @@ class MutableCheckResults:
             sharemap=dict(self.version_sharemap),
             report=self.problems,
         )
+
+
+def short_name(server_id: str) -> str:
+    """A server's short name, as Tahoe's summaries give it: 8 characters of its ID after ``v0-``."""
+    return server_id.removeprefix("v0-")[:8]
 
 
 def share_name(info: MutableVersionInfo, shnum: int) -> str:
@@ -116,7 +122,7 @@ def summarize(
     if unrecoverable and best is not None and not any(info.seqnum > best.seqnum for info in unrecoverable):
         problems.append(f"{len(unrecoverable)} unrecoverable older versions")
     if corrupt:
-        problems.append(f"{len(corrupt)} corrupt shares")
+        problems.append("Corrupt Shares: " + " ".join(f"{short_name(server_id)}-sh{shnum}" for server_id, shnum, _ in corrupt))
     wrong = sum(len(copies) for info, shares in versions.items() if info != best for copies in shares.values())
     responding = tuple(s.server_id for s in servermap.servers if s.server_id not in servermap.failed_servers)
     return MutableCheckResults(

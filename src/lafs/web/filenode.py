@@ -15,6 +15,7 @@ from zope.interface import implementer
 
 from lafs.client.nodemaker import CapOnlyNode, MutableFileNode, Node
 from lafs.client.nodes import Sink
+from lafs.web.check import render_check
 from lafs.web.common import (
     Dispatch,
     HandlerResult,
@@ -59,6 +60,7 @@ class FileHandler:
                 (b"GET", "readonly-uri"): self._readonly_uri,
                 (b"PUT", ""): self._replace,
                 (b"POST", "upload"): self._replace_from_form,
+                (b"POST", "check"): self._check,
             },
         )
 
@@ -132,6 +134,11 @@ class FileHandler:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             request.write(node.get_uri().encode("ascii"))
         request.finish()
+
+    def _check(self, request: Any) -> HandlerResult:
+        if isinstance(self.node, CapOnlyNode):
+            raise self.node.unsupported()
+        return render_check(request, self.node)
 
     def _info(self, request: Any) -> HandlerResult:
         return send_page(request, InfoPage(self.node))
