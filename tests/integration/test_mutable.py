@@ -435,7 +435,7 @@ async def test_check_verify_and_repair(grid: Grid, mdmf: bool) -> None:
     node = await grid.context().create_mutable_file(data, mdmf=mdmf)
     results = await node.check()
     assert results.healthy and results.summary == "Healthy"
-    assert (results.good_shares, results.good_share_hosts, results.needed, results.expected) == (10, 10, 3, 10)
+    assert (results.count_shares_good, results.count_good_share_hosts, results.count_shares_needed, results.count_shares_expected) == (10, 10, 3, 10)
 
     # Data corruption is invisible to a plain check, and found by a verify (and reported).
     rank = {c.server_id: i for i, c in enumerate(grid.permuted(node.get_storage_index()))}
@@ -444,9 +444,9 @@ async def test_check_verify_and_repair(grid: Grid, mdmf: bool) -> None:
         flip(path, corrupt_field_offset(share_bytes(path), mdmf, "data"))
     assert (await node.check()).healthy
     verified = await node.check(verify=True)
-    assert not verified.healthy and verified.good_shares == 8
-    assert sorted(n for _, n, _ in verified.corrupt_shares) == sorted(n for _, n, _ in placed[-2:])
-    assert "2 corrupt shares" in verified.summary
+    assert not verified.healthy and verified.count_shares_good == 8
+    assert sorted(n for _, _, n in verified.corrupt_shares) == sorted(n for _, n, _ in placed[-2:])
+    assert verified.summary.startswith("Unhealthy: 8 shares (enc 3-of-10) Corrupt Shares: ")
     assert len(grid.advisories()) == 2
 
     # A verify cap is enough to check and verify.
@@ -455,23 +455,29 @@ async def test_check_verify_and_repair(grid: Grid, mdmf: bool) -> None:
     by_verifier = await check(keys, await update_servermap(keys, grid.permuted(keys.storage_index)), verify=True)
     assert by_verifier.good_shares == 8
 
-    # Repair republishes the best version over every share; three servers are down meanwhile.
+    # Repair rebuilds the corrupt and the unreachable shares of the same version (no new seqnum),
+    # while three servers are down.
     for client in placed[:3]:
         client[0].stopped = True
-    before, repaired = await node.repair(verify=True)
-    assert repaired and not before.healthy
+    repaired = await node.check_and_repair(verify=True)
+    assert repaired.repair_attempted and not repaired.pre.healthy
     after = await node.check(verify=True)
     assert after.healthy, after.summary
-    assert after.good_share_hosts == 7 and after.best_version is not None and after.best_version.seqnum == 2
+    assert after.count_good_share_hosts == 7 and {name.split("-")[0] for name in after.sharemap} == {"seq1"}
     for client in placed[:3]:
         client[0].stopped = False
     assert await read(node) == data
-    assert not (await node.check()).healthy  # the three old shares are back: two versions now
-    assert (await node.repair())[1] and (await node.check()).healthy
+    # The three servers are back with shares of the very same version: still one version, healthy.
+    back = await node.check()
+    assert back.healthy and back.count_wrong_shares == 0
+    assert not (await node.check_and_repair()).repair_attempted
 
 
 @pytest_twisted.ensureDeferred
 async def test_read_only_cap_cannot_repair(grid: Grid) -> None:
     node = await grid.context().create_mutable_file(b"x", mdmf=True)
-    with pytest.raises(NotWriteableError):
-        await grid.context().node_for_cap(node.cap.get_readonly()).repair()  # type: ignore[arg-type]
+    reader = grid.context().node_for_cap(node.cap.get_readonly())  # type: ignore[arg-type]
+    for client in grid.clients[:2]:
+        client.stopped = True
+    result = await reader.check_and_repair()
+    assert result.repair_attempted and not result.repair_successful and "write cap" in result.repair_problem

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import shutil
 import sys
@@ -42,6 +43,15 @@ def register(subparsers: Any) -> None:
     get.add_argument("to_file", nargs="?", default="-", metavar="LOCAL_FILE", help="where to write ('-' or none: stdout)")
     _add_node_url(get)
     get.set_defaults(handler=get_command)
+
+    check = subparsers.add_parser("check", help="check a file's health on the grid (and optionally repair it)")
+    check.add_argument("where", metavar="CAP", help="the file's cap")
+    check.add_argument("--raw", action="store_true", help="print the results as JSON, as the web API gives them")
+    check.add_argument("--verify", action="store_true", help="verify every bit of every share (slow)")
+    check.add_argument("--repair", action="store_true", help="repair the file if it is unhealthy")
+    check.add_argument("--add-lease", action="store_true", help="add or renew this client's lease on every share")
+    _add_node_url(check)
+    check.set_defaults(handler=check_command)
 
 
 def _add_node_url(parser: argparse.ArgumentParser) -> None:
@@ -218,3 +228,57 @@ class _Progress:
     def done(self) -> None:
         if self.enabled:
             self.io.stderr.write(f"\r{self.verb}: 100%          \n")
+
+
+def check_command(options: argparse.Namespace, io: CommandIO) -> int:
+    """``tahoe check``: POST ``t=check&output=JSON`` and print the results as Tahoe's CLI does."""
+    url = node_url(options)
+    cap = options.where.strip()
+    query = "t=check&output=JSON"
+    for flag, name in ((options.verify, "verify"), (options.repair, "repair"), (options.add_lease, "add-lease")):
+        if flag:
+            query += f"&{name}=true"
+    response = _request(url, "POST", "/uri/" + quote(cap, safe="") + "?" + query, None, 0, io)
+    if response.status != 200:
+        message = response.read(10000).decode("utf-8", errors="replace").strip()
+        io.stderr.write(f"ERROR: {response.status} {response.reason}\n{message}\n")
+        return 1
+    body = response.read().decode("utf-8")
+    if options.raw:
+        io.stdout.write(body if body.endswith("\n") else body + "\n")
+        return 0
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise WebAPIError("the node's check results are not JSON") from None
+    io.stdout.write(format_check_results(data))
+    return 0
+
+
+def format_check_results(data: dict[str, Any]) -> str:
+    """The lines ``tahoe check`` prints for a check (or a check-and-repair) JSON body."""
+    si = data.get("storage-index", "")
+    if not si:
+        return "Summary: Healthy (LIT)\n storage index: \n"
+    repaired = "pre-repair-results" in data
+    check = data["pre-repair-results"] if repaired else data
+    results = check["results"]
+    lines = []
+    if repaired:
+        # After a repair Tahoe says whether the file was healthy before it, in lower case.
+        lines.append("Summary: " + ("healthy" if results["healthy"] else "not healthy"))
+    else:
+        lines.append(f"Summary: {check.get('summary', '')}")
+    lines.append(f" storage index: {si}")
+    lines.append(
+        f" good-shares: {results['count-shares-good']} "
+        f"(encoding is {results['count-shares-needed']}-of-{results['count-shares-expected']})"
+    )
+    lines.append(f" wrong-shares: {results['count-wrong-shares']}")
+    corrupt = results.get("list-corrupt-shares", [])
+    if corrupt:
+        lines.append(" corrupt shares:")
+        lines += [f"  server {server}, SI {share_si}, shnum {shnum}" for server, share_si, shnum in corrupt]
+    if repaired and data.get("repair-attempted"):
+        lines.append(" repair successful" if data.get("repair-successful") else " repair failed")
+    return "\n".join(lines) + "\n"

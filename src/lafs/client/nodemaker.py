@@ -8,6 +8,7 @@ from typing import Any
 
 from lafs.client.nodes import DataSource, FileSource, Sink
 from lafs.core import caps
+from lafs.core.check_results import CheckAndRepairResults, CheckResults
 from lafs.core.codec import ZfecCodec
 from lafs.core.dirnode_format import Child, ChildCaps
 from lafs.core.errors import LafsError
@@ -19,6 +20,7 @@ from lafs.dirnode.node import (
     create_immutable_directory,
     create_mutable_directory,
 )
+from lafs.immutable.checker import check_immutable, repair_immutable
 from lafs.immutable.download import download_immutable
 from lafs.immutable.upload import UploadResult, convergence_hasher_for, upload_immutable
 from lafs.mutable.filenode import MutableContext, MutableFileNode
@@ -91,14 +93,32 @@ class LiteralFileNode(_CapNode):
         if data:
             sink(data)
 
+    async def check(self, *, verify: bool = False, add_lease: bool = False) -> CheckResults:
+        """Always healthy: the data is in the cap, there are no shares to check or lease."""
+        return CheckResults.literal()
+
+    async def check_and_repair(self, *, verify: bool = False, add_lease: bool = False) -> CheckAndRepairResults:
+        results = CheckResults.literal()
+        return CheckAndRepairResults(results, results, repair_attempted=False, repair_successful=False)
+
 
 class ImmutableFileNode(_CapNode):
     """A CHK file on the grid."""
 
-    def __init__(self, cap: caps.CHKFileCap, servers_for: ServersFor, workers: Workers) -> None:
+    def __init__(
+        self,
+        cap: caps.CHKFileCap,
+        servers_for: ServersFor,
+        workers: Workers,
+        secrets: ClientSecrets | None = None,
+        happy: int = 7,
+    ) -> None:
+        """``secrets`` (the client's lease secret) and ``happy`` are what checking with leases and repairing need."""
         self.cap: caps.CHKFileCap = cap
         self._servers_for = servers_for
         self._workers = workers
+        self._secrets = secrets
+        self._happy = happy
 
     def format_name(self) -> str:
         return "CHK"
@@ -121,6 +141,37 @@ class ImmutableFileNode(_CapNode):
             length=length,
             on_start=on_start,
         )
+
+    def _lease_secret(self) -> bytes:
+        if self._secrets is None:
+            raise UnsupportedOperationError("this node was made without the client's secrets: it cannot add leases or repair")
+        return self._secrets.lease_secret
+
+    async def check(self, *, verify: bool = False, add_lease: bool = False) -> CheckResults:
+        """Count the shares on the grid (``verify``: and check every block of each); ``add_lease`` renews our leases."""
+        servers = self._servers_for(self.cap.get_storage_index())
+        lease_secret = self._lease_secret() if add_lease else None
+        found = await check_immutable(self.cap, servers, self._workers, verify=verify, add_lease=add_lease, lease_secret=lease_secret)
+        return found.results
+
+    async def check_and_repair(self, *, verify: bool = False, add_lease: bool = False) -> CheckAndRepairResults:
+        """Check, and if unhealthy, put back the missing (or corrupt) share numbers; good shares are never touched."""
+        servers = self._servers_for(self.cap.get_storage_index())
+        lease_secret = self._lease_secret()
+        found = await check_immutable(self.cap, servers, self._workers, verify=verify, add_lease=add_lease, lease_secret=lease_secret)
+        pre = found.results
+        if pre.healthy:
+            return CheckAndRepairResults(pre, pre, repair_attempted=False, repair_successful=False)
+        try:
+            await repair_immutable(self.cap, servers, self._workers, found, happy=self._happy, lease_secret=lease_secret)
+        except LafsError as e:
+            # The check after an attempt says what is left; the reason goes with it, for a person.
+            problem = str(e)
+        else:
+            problem = ""
+        after = await check_immutable(self.cap, self._servers_for(self.cap.get_storage_index()), self._workers, verify=verify)
+        post = after.results
+        return CheckAndRepairResults(pre, post, repair_attempted=True, repair_successful=post.healthy, repair_problem=problem)
 
 
 class UnknownNode:
@@ -239,7 +290,7 @@ class NodeMaker:
         if isinstance(cap, caps.LiteralFileCap):
             return LiteralFileNode(cap)
         if isinstance(cap, caps.CHKFileCap):
-            return ImmutableFileNode(cap, self._servers_for, self._workers)
+            return ImmutableFileNode(cap, self._servers_for, self._workers, self._secrets, self.params.happy)
         if isinstance(cap, caps.MutableWriteCap | caps.MutableReadCap):
             return self._mutable.node_for_cap(cap)
         if isinstance(cap, caps.DirectoryCap):

@@ -53,6 +53,10 @@ encoded segments of memory (about 13 MiB for 1 MiB segments, 3-of-10)."""
 HASH_READ_SIZE = 1024 * 1024
 
 
+class UploadError(LafsError):
+    """An upload (or the re-upload of a repair) could not be completed."""
+
+
 class UploadUnhappinessError(LafsError):
     """Shares could not be placed on enough distinct servers."""
 
@@ -259,14 +263,25 @@ class SegmentEncoder:
         return run
 
 
-async def finish_upload(plan: UploadPlan, placement: Placement, pushed: PushedFile) -> UploadResult:
-    """Phase 4: each share's hash trees and UEB, then close every share and check happiness."""
+async def finish_upload(
+    plan: UploadPlan, placement: Placement, pushed: PushedFile, expected_ueb_hash: bytes | None = None
+) -> UploadResult:
+    """Phase 4: each share's hash trees and UEB, then close every share and check happiness.
+
+    ``expected_ueb_hash`` (a repair, which must reproduce the file's shares
+    exactly): when the UEB does not hash to it, every share is aborted and
+    `UploadError` raised, so no share that disagrees with the cap is kept.
+    """
     params = plan.params
     crypttext_tree = HashTree(pushed.segment_hashes)
     block_trees = [HashTree(leaves) for leaves in pushed.block_hashes]
     share_tree = HashTree([tree.root for tree in block_trees])
     ueb = _ueb(plan.layout, pushed.crypttext_hash, crypttext_tree.root, share_tree.root)
     ueb_bytes = ueb.to_bytes()
+    if expected_ueb_hash is not None and hashes.uri_extension_hash(ueb_bytes) != expected_ueb_hash:
+        await defer.DeferredList(pushed.unanswered)
+        _abort(placement.shares)
+        raise UploadError("the regenerated shares do not match the cap (their URI extension block differs); none were kept")
     offsets = plan.offsets
     header = offsets.pack()
     tail_writes = []
@@ -423,11 +438,16 @@ def _unhappy_message(found: int, happy: int, needed: int) -> str:
 
 
 async def place_shares(
-    plan: UploadPlan, servers: Sequence[StorageServerClient], share_numbers: Set[int] | None = None
+    plan: UploadPlan,
+    servers: Sequence[StorageServerClient],
+    share_numbers: Set[int] | None = None,
+    disregard: Set[tuple[str, int]] = frozenset(),
 ) -> Placement:
     """Phase 2: ask servers for existing shares and allocate the rest as Tahoe's placement does (facts §9.2).
 
     ``share_numbers`` limits which shares may be written (a repair of chosen shares); by default any of 0..N-1.
+    ``disregard`` names (server ID, share number) of shares a server holds that do not count
+    (corrupt ones a repair replaces elsewhere: a server never lets an immutable share be rewritten).
     """
     storage_index, secrets, share_size = plan.storage_index, plan.secrets, plan.share_size
     needed, happy, total = plan.params.needed, plan.params.happy, plan.params.total
@@ -442,8 +462,9 @@ async def place_shares(
     for server, (ok, result) in zip(writable, answers, strict=True):
         if ok:
             alive.append(server)
-            if result.already_have:
-                existing[server.server_id] = set(result.already_have)
+            kept = {n for n in result.already_have if (server.server_id, n) not in disregard}
+            if kept:
+                existing[server.server_id] = kept
     shares: list[_Share] = []
     refused: set[str] = set()
     by_id = {s.server_id: s for s in alive}
@@ -466,7 +487,8 @@ async def place_shares(
             if not ok:
                 refused.add(server.server_id)
                 continue
-            already, writers = result.already_have, result.writers
+            writers = result.writers
+            already = {n for n in result.already_have if (server.server_id, n) not in disregard}
             if already:
                 existing.setdefault(server.server_id, set()).update(already)
             for shnum, writer in writers.items():

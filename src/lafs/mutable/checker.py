@@ -14,6 +14,9 @@ from collections.abc import Sequence
 import attrs
 from twisted.internet import defer
 
+from lafs.core import base32
+from lafs.core.check_results import CheckResults
+from lafs.core.happiness import happiness
 from lafs.core.mutable_layout import MutableVersionInfo
 from lafs.mutable.common import CapKeys
 from lafs.mutable.retrieve import READ_SEGMENTS, VersionReader
@@ -43,10 +46,48 @@ class MutableCheckResults:
     sharemap: dict[int, tuple[str, ...]]
     """Share number of the best version -> the servers holding a good copy."""
     problems: tuple[str, ...]
+    version_sharemap: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
+    """Tahoe's share names (``seqN-ROOT-shK``) of every good share of every version -> its servers."""
 
     @property
     def summary(self) -> str:
-        return "Healthy" if self.healthy else "Unhealthy: " + "; ".join(self.problems)
+        # Tahoe joins the parts with spaces: "Unhealthy: 4 shares (enc 2-of-5) Corrupt Shares: rxru7t4l-sh4".
+        return "Healthy" if self.healthy else "Unhealthy: " + " ".join(self.problems)
+
+    def results(self) -> CheckResults:
+        """These results as the check results every file kind gives."""
+        placements: dict[str, set[int]] = {}
+        for shnum, servers in self.sharemap.items():
+            for server_id in servers:
+                placements.setdefault(server_id, set()).add(shnum)
+        return CheckResults(
+            storage_index=self.storage_index,
+            healthy=self.healthy,
+            recoverable=self.recoverable,
+            summary=self.summary,
+            count_happiness=happiness(placements),
+            count_shares_good=self.good_shares,
+            count_shares_needed=self.needed,
+            count_shares_expected=self.expected,
+            count_good_share_hosts=self.good_share_hosts,
+            count_wrong_shares=self.wrong_shares,
+            count_recoverable_versions=self.recoverable_versions,
+            count_unrecoverable_versions=self.unrecoverable_versions,
+            corrupt_shares=tuple((server_id, self.storage_index, shnum) for server_id, shnum, _ in self.corrupt_shares),
+            servers_responding=self.servers_responding,
+            sharemap=dict(self.version_sharemap),
+            report=self.problems,
+        )
+
+
+def short_name(server_id: str) -> str:
+    """A server's short name, as Tahoe's summaries give it: 8 characters of its ID after ``v0-``."""
+    return server_id.removeprefix("v0-")[:8]
+
+
+def share_name(info: MutableVersionInfo, shnum: int) -> str:
+    """How Tahoe names a mutable share in check results: ``seq<seqnum>-<root hash, 4 base32 chars>-sh<shnum>``."""
+    return f"seq{info.seqnum}-{base32.b2a(info.root_hash)[:4]}-sh{shnum}"
 
 
 def summarize(
@@ -72,7 +113,8 @@ def summarize(
         by_shnum = versions[best]
         needed, expected = best.needed, best.total
         if len(by_shnum) < best.total:
-            problems.append(f"only {len(by_shnum)} of {best.total} shares of the best version are present")
+            # Tahoe's words: "Unhealthy: 3 shares (enc 2-of-5)".
+            problems.append(f"{len(by_shnum)} shares (enc {best.needed}-of-{best.total})")
         if len(recoverable) > 1:
             problems.append(f"{len(recoverable)} recoverable versions")
         if any(info.seqnum > best.seqnum for info in unrecoverable):
@@ -80,7 +122,7 @@ def summarize(
     if unrecoverable and best is not None and not any(info.seqnum > best.seqnum for info in unrecoverable):
         problems.append(f"{len(unrecoverable)} unrecoverable older versions")
     if corrupt:
-        problems.append(f"{len(corrupt)} corrupt shares")
+        problems.append("Corrupt Shares: " + " ".join(f"{short_name(server_id)}-sh{shnum}" for server_id, shnum, _ in corrupt))
     wrong = sum(len(copies) for info, shares in versions.items() if info != best for copies in shares.values())
     responding = tuple(s.server_id for s in servermap.servers if s.server_id not in servermap.failed_servers)
     return MutableCheckResults(
@@ -99,6 +141,11 @@ def summarize(
         servers_responding=responding,
         sharemap={shnum: tuple(r.server.server_id for r in copies) for shnum, copies in sorted(by_shnum.items())},
         problems=tuple(problems),
+        version_sharemap={
+            share_name(info, shnum): tuple(sorted(r.server.server_id for r in copies))
+            for info, shares in versions.items()
+            for shnum, copies in sorted(shares.items())
+        },
     )
 
 

@@ -116,10 +116,8 @@ class CapKeys:
         return cls(None, cap.storage_index, cap.fingerprint, None, mdmf)
 
 
-def write_secrets(
-    writekey: bytes, storage_index: bytes, lease_secret: bytes, server: StorageServerClient
-) -> tuple[bytes, bytes, bytes]:
-    """(write enabler, renew secret, cancel secret) for one server, derived as Tahoe does."""
+def lease_secrets(storage_index: bytes, lease_secret: bytes, server: StorageServerClient) -> tuple[bytes, bytes]:
+    """(renew secret, cancel secret) of this client's lease on one server, derived as Tahoe does."""
     seed = server.lease_seed
     renew = hashes.bucket_renewal_secret_hash(
         hashes.file_renewal_secret_hash(hashes.my_renewal_secret_hash(lease_secret), storage_index), seed
@@ -127,4 +125,12 @@ def write_secrets(
     cancel = hashes.bucket_cancel_secret_hash(
         hashes.file_cancel_secret_hash(hashes.my_cancel_secret_hash(lease_secret), storage_index), seed
     )
-    return hashes.ssk_write_enabler_hash(writekey, seed), renew, cancel
+    return renew, cancel
+
+
+def write_secrets(
+    writekey: bytes, storage_index: bytes, lease_secret: bytes, server: StorageServerClient
+) -> tuple[bytes, bytes, bytes]:
+    """(write enabler, renew secret, cancel secret) for one server, derived as Tahoe does."""
+    renew, cancel = lease_secrets(storage_index, lease_secret, server)
+    return hashes.ssk_write_enabler_hash(writekey, server.lease_seed), renew, cancel

@@ -15,23 +15,30 @@ from typing import Any, Protocol
 
 import attrs
 from twisted.internet import defer, task, threads
+from twisted.logger import Logger
 
 from lafs.core import caps
+from lafs.core.check_results import CheckAndRepairResults, CheckResults
 from lafs.core.mutable_layout import MDMF_VERSION, MutableVersionInfo
 from lafs.core.params import ClientSecrets, EncodingParameters
-from lafs.mutable.checker import MutableCheckResults, check
+from lafs.mutable.checker import check
 from lafs.mutable.common import (
     CapKeys,
     NotWriteableError,
     PrivateKeyError,
     UncoordinatedWriteError,
     WriteKeys,
+    lease_secrets,
 )
 from lafs.mutable.encode import EncodedVersion, encode_mdmf, encode_sdmf
 from lafs.mutable.keys import KeyPool, generate_private_key
 from lafs.mutable.publish import publish_version, update_in_place
+from lafs.mutable.repair import only_version_present, repair_version_in_place
 from lafs.mutable.retrieve import choose_version, read_all, retrieve
 from lafs.mutable.servermap import ServerMap, ServersFor, update_servermap
+from lafs.storage_client.interface import ServerError, StorageServerClient
+
+log = Logger()
 
 READ_CHUNK = 1024 * 1024
 MODIFY_RETRIES = 4
@@ -183,29 +190,68 @@ class MutableFileNode:
 
     # --- checking ---------------------------------------------------------------------
 
-    async def check(self, *, verify: bool = False) -> MutableCheckResults:
-        """The file's health; ``verify`` also fetches and checks every block of the best version."""
-        return await check(self._keys, await self.get_servermap(), verify=verify)
+    async def _add_leases(self, servermap: ServerMap) -> None:
+        """One ``add_lease`` per server that answered: it renews (or adds) our lease on every share it holds."""
+        lease_secret = self._context.secrets.lease_secret
+        storage_index = self._keys.storage_index
+        answering = [s for s in servermap.servers if s.server_id not in servermap.failed_servers]
 
-    async def repair(self, *, verify: bool = False) -> tuple[MutableCheckResults, bool]:
-        """Check, and if unhealthy but recoverable, republish the best version (next seqnum) over every share.
+        async def one(server: StorageServerClient) -> None:
+            renew, cancel = lease_secrets(storage_index, lease_secret, server)
+            try:
+                await server.add_lease(storage_index, renew, cancel)
+            except ServerError as e:
+                log.info("add_lease on {s} failed: {e}", s=server.server_id, e=str(e))
 
-        Returns (the results before repair, whether a repair was made).
+        await defer.DeferredList([defer.Deferred.fromCoroutine(one(s)) for s in answering], consumeErrors=True)
+
+    async def check(self, *, verify: bool = False, add_lease: bool = False) -> CheckResults:
+        """The file's health; ``verify`` also fetches and checks every block of the best version;
+        ``add_lease`` renews this client's lease on every share."""
+        servermap = await self.get_servermap()
+        if add_lease:
+            await self._add_leases(servermap)
+        return (await check(self._keys, servermap, verify=verify)).results()
+
+    async def check_and_repair(self, *, verify: bool = False, add_lease: bool = False) -> CheckAndRepairResults:
+        """Check, and repair an unhealthy but recoverable file (needs the write cap).
+
+        When the grid holds shares of the newest recoverable version only (some
+        missing or corrupt), the missing ones are rebuilt and written under the
+        same seqnum; when it holds several versions, the newest recoverable one
+        is published again under the next seqnum over every share, so only it
+        remains.  A healthy file is left alone.
         """
-        self._check_writeable()
+        if self._keys.writekey is None:
+            pre = await self.check(verify=verify, add_lease=add_lease)
+            if pre.healthy:
+                return CheckAndRepairResults(pre, pre, False, False)
+            problem = f"this {self.format_name()} file was opened through a read-only cap; repairing it needs the write cap"
+            return CheckAndRepairResults(pre, pre, True, False, problem)
 
-        async def operation() -> tuple[MutableCheckResults, bool]:
+        async def operation() -> CheckAndRepairResults:
             servermap = await self.get_servermap(for_writing=True)
-            results = await check(self._keys, servermap, verify=verify)
-            if results.healthy or results.best_version is None:
-                return results, False
+            if add_lease:
+                await self._add_leases(servermap)
+            found = await check(self._keys, servermap, verify=verify)
+            pre = found.results()
+            if found.healthy:
+                return CheckAndRepairResults(pre, pre, False, False)
+            info = found.best_version
+            if info is None:
+                return CheckAndRepairResults(pre, pre, True, False, "no version of the file is recoverable")
             keys = await self._write_keys(servermap)
-            info = results.best_version
-            data, _ = await read_all(self._keys, servermap, info)
-            await self._publish(keys, servermap, data, servermap.highest_seqnum() + 1, info.needed, info.total)
-            return results, True
+            bad = [(server_id, shnum) for server_id, shnum, _ in found.corrupt_shares]
+            if only_version_present(servermap, info, bad):
+                good = {(server_id, shnum) for shnum, ids in found.sharemap.items() for server_id in ids}
+                await repair_version_in_place(self._keys, keys, servermap, info, good, self._context.secrets.lease_secret)
+            else:
+                data, _ = await read_all(self._keys, servermap, info)
+                await self._publish(keys, servermap, data, servermap.highest_seqnum() + 1, info.needed, info.total)
+            post = (await check(self._keys, await self.get_servermap(), verify=verify)).results()
+            return CheckAndRepairResults(pre, post, True, post.healthy)
 
-        result: tuple[MutableCheckResults, bool] = await self._locked(operation)
+        result: CheckAndRepairResults = await self._locked(operation)
         return result
 
     # --- writing --------------------------------------------------------------------

@@ -163,6 +163,20 @@ class VersionReader:
 
     async def segments(self, first: int, last: int) -> list[bytes]:
         """The plaintext of segments ``first`` .. ``last`` (the tail without its padding)."""
+        readkey = self.keys.readkey
+        if readkey is None:
+            raise MutableFileError("a verify cap can check a mutable file's shares but cannot decrypt them")
+        plaintexts = []
+        for seg, (salt, padded) in zip(range(first, last + 1), await self.coded_segments(first, last), strict=True):
+            _, seg_length = self.layout.segment_range(seg)
+            plaintexts.append(crypt(readkey, salt, padded[:seg_length]))
+        return plaintexts
+
+    async def coded_segments(self, first: int, last: int) -> list[tuple[bytes, bytes]]:
+        """(salt, padded crypttext) of segments ``first`` .. ``last``, decoded from k verified shares.
+
+        Coding the padded crypttext again gives every share's blocks (a repair rebuilds shares so).
+        """
         got: dict[int, list[tuple[bytes, bytes]]] = {}
         k = self.info.needed
         while len(got) < k:
@@ -175,16 +189,11 @@ class VersionReader:
                 if ok and value is not None:
                     got[shnum] = value
         chosen = sorted(got)[:k]
-        readkey = self.keys.readkey
-        if readkey is None:
-            raise MutableFileError("a verify cap can check a mutable file's shares but cannot decrypt them")
-        plaintexts = []
-        for i, seg in enumerate(range(first, last + 1)):
+        coded = []
+        for i in range(last - first + 1):
             padded = self.codec.decode({shnum: got[shnum][i][1] for shnum in chosen})
-            _, seg_length = self.layout.segment_range(seg)
-            salt = got[chosen[0]][i][0]
-            plaintexts.append(crypt(readkey, salt, padded[:seg_length]))
-        return plaintexts
+            coded.append((got[chosen[0]][i][0], bytes(padded)))
+        return coded
 
 
 async def _settle(d: defer.Deferred[Any] | None) -> None:

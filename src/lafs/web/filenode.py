@@ -16,6 +16,7 @@ from zope.interface import implementer
 from lafs.client.nodemaker import CapOnlyNode, MutableFileNode, Node
 from lafs.client.nodes import Sink
 from lafs.dirnode import DirectoryNode
+from lafs.web.check import render_check
 from lafs.web.common import (
     Dispatch,
     HandlerResult,
@@ -60,6 +61,7 @@ class FileHandler:
                 (b"GET", "readonly-uri"): self._readonly_uri,
                 (b"PUT", ""): self._replace,
                 (b"POST", "upload"): self._replace_from_form,
+                (b"POST", "check"): self._check,
             },
         )
 
@@ -133,6 +135,14 @@ class FileHandler:
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             request.write(node.get_uri().encode("ascii"))
         request.finish()
+
+    def _check(self, request: Any) -> HandlerResult:
+        node = self.node
+        if isinstance(node, CapOnlyNode):
+            raise node.unsupported()
+        if isinstance(node, DirectoryNode):  # directories have their own handler; never routed here
+            raise WebError(http.BAD_REQUEST, "this is a directory, not a file")
+        return render_check(request, node)
 
     def _info(self, request: Any) -> HandlerResult:
         return send_page(request, InfoPage(self.node))

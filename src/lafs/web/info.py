@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 from twisted.web import http
 from twisted.web.template import Element, renderer, tags
 
-from lafs.client.nodemaker import Node
+from lafs.client.nodemaker import CapOnlyNode, Node
 from lafs.core import base32
 from lafs.web.html import template
 
@@ -84,3 +85,28 @@ class InfoPage(Element):
             ("Verify cap", str(info.get("verify_uri", "none"))),
         ]
         return [tag.clone().fillSlots(name=name, value=tags.code(value)) for name, value in rows]
+
+    @renderer
+    def check_form(self, request: Any, tag: Any) -> Any:
+        """Tahoe's "Check This Object" form: a POST of ``t=check`` with the verify, repair and add-lease choices."""
+        node = self._node
+        if node.is_directory() or isinstance(node, CapOnlyNode):
+            return ""  # nothing this gateway can check yet
+        here = f"/uri/{quote(node.get_uri(), safe='')}"
+        return tag(
+            tags.form(
+                tags.fieldset(
+                    tags.input(type="hidden", name="t", value="check"),
+                    tags.input(type="hidden", name="return_to", value=here + "?t=info"),
+                    tags.legend("Check on this object", class_="freeform-form-label"),
+                    tags.div("Verify every bit? (EXPENSIVE):", tags.input(type="checkbox", name="verify")),
+                    tags.div("Repair any problems?: ", tags.input(type="checkbox", name="repair")),
+                    tags.div("Add/renew lease on all shares?: ", tags.input(type="checkbox", name="add-lease")),
+                    tags.div("Emit results in JSON format?: ", tags.input(type="checkbox", name="output", value="JSON")),
+                    tags.input(type="submit", value="Check"),
+                ),
+                action=here,
+                method="post",
+                enctype="multipart/form-data",
+            ),
+        )
