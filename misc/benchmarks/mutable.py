@@ -35,7 +35,7 @@ from urllib.parse import quote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from put_get import CHUNK, Grid, get, peak_rss_mib, put, start_lafs_grid, start_tahoe_grid  # noqa: E402
+from put_get import CHUNK, Grid, get, peak_rss_mib, put, start_lafs_grid, start_tahoe_grid
 
 UPDATE = 4096
 LATENCY_RUNS = 10

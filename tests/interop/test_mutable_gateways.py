@@ -185,6 +185,7 @@ def test_caps_parse_on_both_sides(gateways: TwoGateways) -> None:
     theirs, ours = gateways.theirs_url, gateways.ours_url
     made = {(side, fmt): create(url, fmt, b"x" * 100) for side, url in [("ours", ours), ("theirs", theirs)] for fmt in ["SDMF", "MDMF"]}
     for (side, fmt), write_cap in made.items():
+        assert write_cap.startswith("URI:MDMF:" if fmt == "MDMF" else "URI:SSK:"), (side, write_cap)
         cap = caps.from_string_strict(write_cap)
         verifier = cap.get_verify_cap()
         assert verifier is not None
