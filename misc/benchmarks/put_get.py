@@ -62,8 +62,6 @@ class Grid:
                 shutil.rmtree(prefix)
 
 
-
-
 def start_lafs_grid(base: Path) -> Grid:
     grid = Grid("lafs", base)
     introducer = base / "introducer"
@@ -106,12 +104,13 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def put(web_url: str, path: Path) -> tuple[str, float]:
+def put(web_url: str, path: Path, target: str = "/uri") -> tuple[str, float]:
+    """``PUT target`` with the file as the body (streamed); returns the answer's text and the seconds taken."""
     parts = urlsplit(web_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=3600)
     size = path.stat().st_size
     started = time.perf_counter()
-    conn.putrequest("PUT", "/uri")
+    conn.putrequest("PUT", target)
     conn.putheader("Content-Length", str(size))
     conn.endheaders()
     with path.open("rb") as f:

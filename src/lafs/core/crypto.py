@@ -7,6 +7,8 @@ salt); Ed25519 keys are written ``priv-v0-<b32 seed>`` / ``pub-v0-<b32 key>``.
 
 from __future__ import annotations
 
+import functools
+
 from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import ECC, RSA
@@ -102,6 +104,14 @@ def _import_rsa_der(der: bytes, what: str) -> RSA.RsaKey:
 
 
 def _rsa_private(private_der: bytes) -> RSA.RsaKey:
+    return _rsa_private_cached(bytes(private_der))
+
+
+@functools.lru_cache(maxsize=16)
+def _rsa_private_cached(private_der: bytes) -> RSA.RsaKey:
+    # Importing a private key costs ~15 ms of CPU (pycryptodome checks the key's consistency),
+    # against ~1.5 ms to sign with it; making a mutable file imports the same key three times
+    # (canonical form, public half, signature) and every write of it once more.
     key = _import_rsa_der(private_der, "private")
     if not key.has_private():
         raise KeyFormatError("an RSA public key was given where a private key is needed")

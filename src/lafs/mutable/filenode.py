@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from lafs.core import caps
 from lafs.core.check_results import CheckAndRepairResults, CheckResults
+from lafs.core.codec import mutable_segment_layout
 from lafs.core.mutable_layout import MDMF_VERSION, MutableVersionInfo
 from lafs.core.params import ClientSecrets, EncodingParameters
 from lafs.mutable.checker import check
@@ -30,9 +31,15 @@ from lafs.mutable.common import (
     WriteKeys,
     lease_secrets,
 )
-from lafs.mutable.encode import EncodedVersion, encode_mdmf, encode_sdmf
+from lafs.mutable.encode import (
+    EncodedSegments,
+    EncodedVersion,
+    encode_mdmf,
+    encode_mdmf_segments,
+    encode_sdmf,
+)
 from lafs.mutable.keys import KeyPool, generate_private_key
-from lafs.mutable.publish import publish_version, update_in_place
+from lafs.mutable.publish import publish_new_mdmf, publish_version, update_in_place
 from lafs.mutable.repair import only_version_present, repair_version_in_place
 from lafs.mutable.retrieve import choose_version, read_all, retrieve
 from lafs.mutable.servermap import ServerMap, ServersFor, update_servermap
@@ -49,7 +56,8 @@ MODIFY_BACKOFF = 0.2
 class Source(Protocol):
     """What new contents are read from (``lafs.client.nodes.DataSource``)."""
 
-    size: int
+    @property
+    def size(self) -> int: ...
 
     def read(self, offset: int, length: int) -> bytes: ...
 
@@ -120,8 +128,28 @@ class MutableContext:
         servers = list(self.servers_for(keys.storage_index))
         # A fresh key: nobody can hold shares of it yet, so there is nothing to ask the servers first.
         servermap = ServerMap(keys.storage_index, servers)
-        await node._publish(keys, servermap, _read_source(source), 1, self.params.needed, self.params.total)
+        size = len(source) if isinstance(source, bytes) else source.size
+        if mdmf and size > 0:
+            await self._stream_new_mdmf(keys, servermap, BytesSource(source) if isinstance(source, bytes) else source)
+        else:
+            await node._publish(keys, servermap, _read_source(source), 1, self.params.needed, self.params.total)
         return node
+
+    async def _stream_new_mdmf(self, keys: WriteKeys, servermap: ServerMap, source: Source) -> None:
+        """A new MDMF file read, encoded and written a run of segments at a time (memory stays small)."""
+        layout = mutable_segment_layout(source.size, self.params.needed, self.params.total, mdmf=True)
+        random_bytes = self.random_bytes
+
+        def encode(first: int, last: int) -> EncodedSegments:
+            start = first * layout.segment_size
+            plaintext = source.read(start, min(source.size, (last + 1) * layout.segment_size) - start)
+            return encode_mdmf_segments(plaintext, first, layout, keys.readkey, lambda: random_bytes(16))
+
+        def read_segments(first: int, last: int) -> defer.Deferred[EncodedSegments]:
+            # Reading, encrypting, coding and hashing a run takes a while: off the reactor thread.
+            return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), encode, first, last)
+
+        await publish_new_mdmf(keys, servermap, layout, read_segments, self.secrets.lease_secret)
 
 
 class MutableFileNode:

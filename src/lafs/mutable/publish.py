@@ -11,23 +11,24 @@ and reported as `UncoordinatedWriteError`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import attrs
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from lafs.core.codec import mutable_segment_layout
+from lafs.core.codec import SegmentLayout, mutable_segment_layout
 from lafs.core.mutable_layout import (
     MDMF_CHECKSTRING,
     MDMF_PREFIX,
+    MDMF_SALT_SIZE,
     MDMF_VERSION,
     MDMFOffsets,
     MutableVersionInfo,
     mdmf_block_range,
     mdmf_offsets,
 )
-from lafs.core.share_layout import pack_hashes, pack_share_hash_chain, unpack_hashes
+from lafs.core.share_layout import HASH_SIZE, pack_hashes, pack_share_hash_chain, unpack_hashes
 from lafs.mutable.common import (
     CapKeys,
     NotEnoughServersError,
@@ -37,6 +38,7 @@ from lafs.mutable.common import (
     write_secrets,
 )
 from lafs.mutable.encode import (
+    EncodedSegments,
     EncodedVersion,
     SaltSource,
     ShareCorruptError,
@@ -209,6 +211,123 @@ async def publish_version(
     _raise_if_unsuccessful(outcome, info)
 
 
+STREAM_SEGMENTS = 8
+"""MDMF segments (1 MiB of plaintext at 128 KiB each) encoded and written per call when a new file is streamed."""
+
+BLANK_HEADER_TEST: TestVector = [(0, MDMF_CHECKSTRING.size, b"eq", b"\x00" * MDMF_CHECKSTRING.size)]
+"""Passes while a share being streamed has no header yet (only its blocks were written)."""
+
+
+async def publish_new_mdmf(
+    keys: WriteKeys,
+    servermap: ServerMap,
+    layout: SegmentLayout,
+    read_segments: Callable[[int, int], Awaitable[EncodedSegments]],
+    lease_secret: bytes,
+) -> MutableVersionInfo:
+    """Publish seqnum 1 of a new MDMF file a run of segments at a time, never holding the whole file.
+
+    Only for a fresh key: nobody can know the cap yet, so shares holding
+    blocks but no header (they read as an SDMF share of seqnum 0 with no
+    valid signature, which readers skip) are seen by no one.  The first write
+    to each share tests that it does not exist; later ones that its header is
+    still blank; the last one writes the hash trees, keys and signed header.
+    ``read_segments(first, last)`` encodes segments ``first..last``.  A
+    server that fails loses its shares for this version, as in Tahoe;
+    fewer than k shares left is an error.
+    """
+    plan: dict[str, tuple[StorageServerClient, list[int]]] = {}
+    for server, shnum in place_shares(servermap, layout.total):
+        plan.setdefault(server.server_id, (server, []))[1].append(shnum)
+    leaves: list[list[bytes]] = [[] for _ in range(layout.total)]
+    failed: set[str] = set()
+    started: set[str] = set()
+
+    async def write_run(encoded: EncodedSegments) -> None:
+        writes_plan: dict[str, tuple[StorageServerClient, ShareWrites]] = {}
+        for server_id, (server, shnums) in plan.items():
+            if server_id in failed:
+                continue
+            test = BLANK_HEADER_TEST if server_id in started else NEW_SHARE_TEST
+            share_writes = {}
+            for shnum in shnums:
+                datav = []
+                for i, seg in enumerate(range(encoded.first, encoded.first + len(encoded.salts))):
+                    at, _ = mdmf_block_range(seg, layout.num_segments, layout.block_size, layout.tail_block_size)
+                    datav.append((at, encoded.salts[i] + encoded.blocks[i][shnum]))
+                share_writes[shnum] = (test, datav)
+            writes_plan[server_id] = (server, share_writes)
+        outcome = _WriteOutcome({}, b"")
+        await _write_all(keys.storage_index, keys.writekey, lease_secret, writes_plan, MDMF_CHECKSTRING.size, outcome)
+        if outcome.refused or outcome.surprises:
+            raise UncoordinatedWriteError(
+                "another writer wrote shares of a brand new mutable file while it was being published"
+            )
+        failed.update(outcome.failed_servers)
+        started.update(writes_plan)
+        if len({n for sid, (_, shnums) in plan.items() if sid not in failed for n in shnums}) < layout.needed:
+            raise NotEnoughServersError(
+                f"{len(failed)} servers failed while a new mutable file was being written; "
+                f"fewer than the {layout.needed} shares needed to read it are left"
+            )
+
+    # Encode the next run (in a worker thread, by ``read_segments``) while the last one is being written.
+    first = 0
+    pending = read_segments(0, min(layout.num_segments, STREAM_SEGMENTS) - 1)
+    while first < layout.num_segments:
+        encoded = await pending
+        for shnum in range(layout.total):
+            leaves[shnum].extend(encoded.leaves(shnum))
+        first += len(encoded.salts)
+        writing = defer.Deferred.fromCoroutine(write_run(encoded))
+        del encoded
+        if first < layout.num_segments:
+            pending = read_segments(first, min(layout.num_segments, first + STREAM_SEGMENTS) - 1)
+        await writing
+
+    info, trees, chains, signature = build_mdmf_version(keys, 1, layout, leaves)
+    data_size = (layout.num_segments - 1) * (MDMF_SALT_SIZE + layout.block_size) + MDMF_SALT_SIZE + layout.tail_block_size
+    final_plan: dict[str, tuple[StorageServerClient, ShareWrites]] = {}
+    for server_id, (server, shnums) in plan.items():
+        if server_id in failed:
+            continue
+        final_plan[server_id] = (
+            server,
+            {
+                shnum: (
+                    BLANK_HEADER_TEST,
+                    _mdmf_metadata_writes(
+                        keys, info, data_size, trees[shnum], pack_share_hash_chain(sorted(chains[shnum].items())), signature
+                    ),
+                )
+                for shnum in shnums
+            },
+        )
+    outcome = _WriteOutcome({}, info.checkstring())
+    await _write_all(keys.storage_index, keys.writekey, lease_secret, final_plan, MDMF_CHECKSTRING.size, outcome)
+    _raise_if_unsuccessful(outcome, info)
+    return info
+
+
+def _mdmf_metadata_writes(
+    keys: WriteKeys, info: MutableVersionInfo, data_size: int, tree: list[bytes], chain: bytes, signature: bytes
+) -> list[tuple[int, bytes]]:
+    """Everything of an MDMF share but its blocks: hash tree, key material, offsets, and the signed prefix last."""
+    offsets: MDMFOffsets = mdmf_offsets(
+        len(keys.enc_privkey), len(chain) // (2 + HASH_SIZE), len(signature), len(keys.public_key), data_size, 32 * len(tree)
+    )
+    return [
+        (offsets.block_hash_tree, pack_hashes(tree)),
+        (offsets.enc_privkey, keys.enc_privkey),
+        (offsets.share_hash_chain, chain),
+        (offsets.signature, signature),
+        (offsets.verification_key, keys.public_key),
+        (MDMF_PREFIX.size, offsets.pack()),
+        # The new signed prefix (and so the checkstring) last, in the order Tahoe writes them.
+        (0, info.signed_prefix()),
+    ]
+
+
 # --- MDMF in-place update ----------------------------------------------------------------
 
 
@@ -298,23 +417,11 @@ async def update_in_place(
             continue
         shnum = record.shnum
         chain = pack_share_hash_chain(sorted(chains[shnum].items()))
-        offsets: MDMFOffsets = mdmf_offsets(
-            len(keys.enc_privkey), len(chains[shnum]), len(signature), len(keys.public_key), data_size, 32 * len(trees[shnum])
-        )
         writes: list[tuple[int, bytes]] = []
         for i, seg in enumerate(range(first, last + 1)):
             at, _ = mdmf_block_range(seg, layout.num_segments, layout.block_size, layout.tail_block_size)
             writes.append((at, encoded.salts[i] + encoded.blocks[i][shnum]))
-        writes += [
-            (offsets.block_hash_tree, pack_hashes(trees[shnum])),
-            (offsets.enc_privkey, keys.enc_privkey),
-            (offsets.share_hash_chain, chain),
-            (offsets.signature, signature),
-            (offsets.verification_key, keys.public_key),
-            (MDMF_PREFIX.size, offsets.pack()),
-            # The new signed prefix (and so the checkstring) last, in the order Tahoe writes them.
-            (0, new_info.signed_prefix()),
-        ]
+        writes += _mdmf_metadata_writes(keys, new_info, data_size, trees[shnum], chain, signature)
         plan.setdefault(record.server.server_id, (record.server, {}))[1][shnum] = (
             _test_vector(info.checkstring()),
             writes,
