@@ -20,6 +20,7 @@ from lafs.cli import aliases as alias_file
 from lafs.cli.common import CommandIO, UsageError
 from lafs.cli.file_commands import (
     add_common_options,
+    check_cap,
     grid_path,
     node_url,
     nodedir,
@@ -135,7 +136,7 @@ def list_aliases_command(options: argparse.Namespace, io: CommandIO) -> int:
 
 
 def ls_command(options: argparse.Namespace, io: CommandIO) -> int:
-    target = grid_path(options, options.path)
+    target = grid_path(options, options.path, strict=True)
     url = node_url(options)
     response = request(url, "GET", target.url_path() + "?t=json", None, None, io)
     if response.status == 404:
@@ -177,7 +178,7 @@ def mkdir_command(options: argparse.Namespace, io: CommandIO) -> int:
     if options.path is None:
         cap = call(url, "POST", "/uri?t=mkdir" + fmt, io)
     else:
-        target = grid_path(options, options.path)
+        target = grid_path(options, options.path, strict=True)
         if not target.segments:
             raise LafsError(f"'{options.path}' is an existing directory: give the name of the directory to make below it")
         # The node makes missing parents and answers with the existing directory's cap if there is one.
@@ -198,8 +199,8 @@ def _node_info(url: str, path: GridPath, io: CommandIO) -> tuple[str, dict[str, 
 
 def _link_target(options: argparse.Namespace, url: str, io: CommandIO, verb: str) -> tuple[GridPath, GridPath, str, str]:
     """Source path, resolved target path, the cap to link and the source's kind, for ln and mv."""
-    source = grid_path(options, options.from_path)
-    target = grid_path(options, options.to_path)
+    source = grid_path(options, options.from_path, strict=True)
+    target = grid_path(options, options.to_path, strict=True)
     if source.segments:
         kind, info = _node_info(url, source, io)
         cap = info.get("rw_uri") or info.get("ro_uri")
@@ -258,7 +259,7 @@ def mv_command(options: argparse.Namespace, io: CommandIO) -> int:
 def unlink_command(options: argparse.Namespace, io: CommandIO) -> int:
     url = node_url(options)
     for arg in options.paths:
-        target = grid_path(options, arg)
+        target = grid_path(options, arg, strict=True)
         if not target.segments:
             raise LafsError(f"'tahoe {options.command_name}' can only unlink directory entries, so a path must be given.")
         response = request(url, "DELETE", target.url_path(), None, None, io)
@@ -287,7 +288,7 @@ def webopen_command(options: argparse.Namespace, io: CommandIO) -> int:
     if options.path is None:
         page = url
     else:
-        page = url.rstrip("/") + grid_path(options, options.path).url_path()
+        page = url.rstrip("/") + grid_path(options, options.path, strict=True).url_path()
         if options.info:
             page += "?t=info"
     opened = False
@@ -371,6 +372,8 @@ class _Copier:
 
     def source(self, arg: str) -> _Source:
         location = parse_location(arg, self.aliases)
+        if isinstance(location, GridPath):
+            check_cap(location.cap)
         if isinstance(location, LocalPath):
             path = location.path
             name = os.path.basename(os.path.normpath(os.path.abspath(path)))
@@ -437,6 +440,8 @@ class _Copier:
         if dirs and not options.recursive:
             raise LafsError("cannot copy directories without --recursive")
         target = parse_location(options.target, self.aliases)
+        if isinstance(target, GridPath):
+            check_cap(target.cap)
         target_kind = self.target_kind(target)
         single = len(sources) == 1 and not dirs and target_kind != "dir" and not self.trailing_slash(target)
         for source in sources:

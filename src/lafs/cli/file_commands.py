@@ -75,9 +75,24 @@ def node_url(options: argparse.Namespace) -> str:
     return url.rstrip("/") + "/"
 
 
-def grid_path(options: argparse.Namespace, arg: str) -> GridPath:
-    """``arg`` as a grid path, with the aliases of the node directory (and ``--dir-cap``)."""
-    return parse_grid_path(arg, alias_file.read_aliases(nodedir(options), getattr(options, "dir_cap", None)))
+def grid_path(options: argparse.Namespace, arg: str, strict: bool = False) -> GridPath:
+    """``arg`` as a grid path, with the aliases of the node directory (and ``--dir-cap``).
+
+    ``strict``: a malformed starting cap is refused here rather than sent to the node (the
+    directory commands; put and get leave it to the node, which names the problem).
+    """
+    path = parse_grid_path(arg, alias_file.read_aliases(nodedir(options), getattr(options, "dir_cap", None)))
+    if strict:
+        check_cap(path.cap)
+    return path
+
+
+def check_cap(cap: str) -> None:
+    try:
+        caps.from_string_strict(cap)
+    except caps.CapError:
+        # The message does not repeat the cap: errors may end up in logs.
+        raise LafsError("Invalid cap: the path does not start with a well-formed cap of a kind Tahoe-LAFS 1.20 knows") from None
 
 
 MUTABLE_WRITE_CAP_PREFIXES = ("URI:SSK:", "URI:MDMF:")

@@ -5,6 +5,7 @@ Pure: no I/O, so it is tested on its own.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from urllib.parse import quote
 
@@ -63,37 +64,42 @@ def _split_cap(arg: str) -> tuple[str, str]:
     from its grammar: the shortest ``:``-prefix that parses as a known cap.
     """
     head, slash, tail = arg.partition("/")
-    if slash:
-        return head, tail
     try:
-        caps.from_string_strict(arg)
-        return arg, ""
+        caps.from_string_strict(head)
+        return head, tail
     except caps.CapError:
         pass
-    positions = [i for i, ch in enumerate(arg) if ch == ":"]
-    for pos in positions:
-        candidate = arg[:pos]
+    for pos in (i for i, ch in enumerate(head) if ch == ":"):
+        candidate = head[:pos]
         if candidate.count(":") < 2:
             continue
         try:
             caps.from_string_strict(candidate)
         except caps.CapError:
             continue
-        return candidate, arg[pos + 1 :]
-    # Not a cap we know: hand it to the node as it is, which says what is wrong with it.
-    return arg, ""
+        return candidate, head[pos + 1 :] + slash + tail
+    # Not a cap we know: hand it on as it is; the commands refuse it with one line.
+    return head, tail
 
 
-def is_windows_drive(arg: str) -> bool:
-    """``C:\\x`` or ``C:/x``: a local path on Windows, never the alias ``C``."""
-    return len(arg) >= 2 and arg[1] == ":" and arg[0].isascii() and arg[0].isalpha() and (len(arg) == 2 or arg[2] in "/\\")
+def is_windows_drive(arg: str, aliases: Mapping[str, str], windows: bool = False) -> bool:
+    """Whether ``X:...`` is a local path on a drive rather than the alias ``X``.
+
+    ``C:\\x`` always is; on Windows any single letter is (as in Tahoe); elsewhere
+    ``C:/x`` is too unless ``C`` is a defined alias, so single-letter aliases keep working.
+    """
+    if not (len(arg) >= 2 and arg[1] == ":" and arg[0].isascii() and arg[0].isalpha()):
+        return False
+    if windows or arg[2:3] == "\\":
+        return True
+    return arg[2:3] == "/" and arg[0] not in aliases
 
 
-def has_alias(arg: str) -> bool:
+def has_alias(arg: str, aliases: Mapping[str, str], windows: bool = False) -> bool:
     """Whether ``arg`` names a grid location explicitly (an alias or a cap), rather than a local path."""
     if arg.startswith(_CAP_PREFIXES):
         return True
-    if is_windows_drive(arg):
+    if is_windows_drive(arg, aliases, windows):
         return False
     head, colon, _ = arg.partition(":")
     # "./a:b" or "dir/x:y" are local names with a colon in them, not aliases.
@@ -122,8 +128,8 @@ def parse_grid_path(arg: str, aliases: Mapping[str, str]) -> GridPath:
     return GridPath(aliases[alias], segments, arg, slash)
 
 
-def parse_location(arg: str, aliases: Mapping[str, str]) -> GridPath | LocalPath:
+def parse_location(arg: str, aliases: Mapping[str, str], windows: bool = sys.platform == "win32") -> GridPath | LocalPath:
     """For ``cp``: arguments with an alias or cap are in the grid, everything else is local."""
-    if has_alias(arg):
+    if has_alias(arg, aliases, windows):
         return parse_grid_path(arg, aliases)
     return LocalPath(arg)
