@@ -224,7 +224,7 @@ def test_errors(node: Path, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}/"
     assert "not running" in fails(node, "ls", "-u", dead, "e:")
     assert "not running" in fails(node, "create-alias", "-u", dead, "other")
-    assert "not running" in fails(node, "cp", "-u", dead, str(tmp_path), "e:")
+    assert "not running" in fails(node, "cp", "-r", "-u", dead, str(tmp_path), "e:")
     assert "You can't overwrite a directory with a file" in _after_put(node, tmp_path)
 
 
