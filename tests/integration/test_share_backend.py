@@ -381,3 +381,5 @@ async def test_share_size_covers_at_least_the_data(subject: Subject) -> None:
     assert size.size >= 1000 and size.disk >= 0
     with pytest.raises(errors.NoSuchShareError, match="does not exist"):
         await backend.share_size(SI, 2)
+    assert await backend.bucket_disk_size(SI) >= 0
+    assert await backend.bucket_disk_size(OTHER_SI) == 0

@@ -147,6 +147,12 @@ class ShareBackend(Protocol):
         """The space a finished share takes (for the lease checker's accounting)."""
         ...
 
+    async def bucket_disk_size(self, storage_index: bytes) -> int:
+        """Bytes the medium spends on a storage index's container itself, apart from its shares
+        (a Tahoe bucket directory's own blocks), 0 when there is no such thing.  The lease
+        checker counts them as freed with the last share, as Tahoe does."""
+        ...
+
     async def create_incoming(self, storage_index: bytes, shnum: int, allocated_size: int) -> IncomingShare:
         """Start an immutable share.  The server makes sure only one upload per share is under way."""
         ...

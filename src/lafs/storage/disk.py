@@ -147,6 +147,12 @@ class DiskBackend:
         # st_blocks counts 512-byte units on every POSIX system, whatever the block size.
         return ShareSize(size=stats.st_size, disk=stats.st_blocks * 512)
 
+    async def bucket_disk_size(self, storage_index: bytes) -> int:
+        try:
+            return os.stat(os.path.join(self.shares_dir, storage_index_to_dir(storage_index))).st_blocks * 512
+        except OSError:
+            return 0  # gone, or unreadable: nothing we can count
+
     # --- immutable --------------------------------------------------------------------------
 
     async def create_incoming(self, storage_index: bytes, shnum: int, allocated_size: int) -> DiskIncomingShare:

@@ -22,7 +22,8 @@ Counts, as Tahoe 1.20 records them (shapes observed in its state files):
 ``configured-*``, ``actual-*`` for what each rule frees, each in buckets,
 shares, sharebytes (container size) and diskbytes (blocks on the medium),
 in total and split ``-mutable`` / ``-immutable``; a bucket counts when every
-one of its shares goes.  Also ``lease-age-histogram`` (one-day bins),
+one of its shares goes, and then its own diskbytes (the bucket directory's
+blocks) count too.  Also ``lease-age-histogram`` (one-day bins),
 ``leases-per-share-histogram`` and ``corrupt-shares``.
 
 ``lease_checker.state.json`` holds the crawler position and, during a cycle,
@@ -165,6 +166,8 @@ class LeaseChecker(ShareCrawler):
         # A bucket's kind is its shares' kind (a storage index is either immutable or mutable).
         bucket_kind = "-mutable" if ShareKind.MUTABLE in shares.values() else "-immutable"
         bucket_goes = {"original": True, "configured": True, "actual": True}
+        # Measured now: once the last share goes, so does the bucket.
+        bucket_disk = await self.backend.bucket_disk_size(storage_index)
         examined = 0
         for shnum, kind in shares.items():
             outcome = await self._process_share(storage_index, shnum, kind, now, to_date)
@@ -178,7 +181,7 @@ class LeaseChecker(ShareCrawler):
             self._count(to_date, "examined", bucket_kind, buckets=1)
         for rule, goes in bucket_goes.items():
             if goes and examined:
-                self._count(to_date, rule, bucket_kind, buckets=1)
+                self._count(to_date, rule, bucket_kind, buckets=1, diskbytes=bucket_disk)
 
     async def _process_share(
         self, storage_index: bytes, shnum: int, kind: ShareKind, now: float, to_date: dict[str, Any]

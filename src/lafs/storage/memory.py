@@ -99,6 +99,9 @@ class MemoryBackend:
         size = len(self._share(storage_index, shnum).data)
         return ShareSize(size=size, disk=size)
 
+    async def bucket_disk_size(self, storage_index: bytes) -> int:
+        return 0
+
     async def create_incoming(self, storage_index: bytes, shnum: int, allocated_size: int) -> MemoryIncomingShare:
         incoming = MemoryIncomingShare(self, storage_index, shnum, allocated_size)
         self.incoming.add(incoming)
