@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
 
 from lafs.config import ExpirationMode, ExpirationSettings
 from lafs.core import base32
@@ -22,8 +23,10 @@ from lafs.core.hashes import hashed_lease_secret
 from lafs.storage.backend import ShareBackend, ShareKind
 from lafs.storage.bucket_counter import BucketCounter
 from lafs.storage.disk import DiskBackend
+from lafs.storage.errors import DiskError
 from lafs.storage.lease_checker import LeaseChecker, empty_space_recovered
 from lafs.storage.memory import MemoryBackend
+from lafs.storage.paths import PREFIXES
 from lafs.storage.server import StorageServer
 
 DAY = 24 * 60 * 60
@@ -433,3 +436,73 @@ async def test_the_server_runs_both_crawlers_and_reports_their_status(tmp_path: 
 def test_expiration_is_off_unless_configured(tmp_path: Path) -> None:
     server = StorageServer.on_disk(str(tmp_path / "storage"), NODEID, clock=clock_at_now())
     assert server.lease_checker is not None and server.lease_checker.expiration.enabled is False
+
+
+def test_a_bucket_counter_state_written_by_tahoe_is_read(tmp_path: Path) -> None:
+    """tahoe_bucket_counter.state.json: what the real Tahoe 1.20 wrote after counting 9 buckets
+    (the shares of lease_checker_history_producer.py.txt)."""
+    data = Path(__file__).parent.parent / "unit" / "data" / "tahoe_bucket_counter.state.json"
+    counter = BucketCounter(MemoryBackend(), str(data), clock=clock_at_now())
+    assert counter.bucket_count() == 9
+    assert counter.state["last-cycle-finished"] == 0 and counter.state["current-cycle"] is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_unreadable_state_file_means_starting_afresh(tmp_path: Path) -> None:
+    storage = tmp_path / "storage"
+    backend = DiskBackend.open(str(storage))
+    (storage / "lease_checker.state.json").write_text("{not json")
+    (storage / "lease_checker.history.json").write_text("[]")
+    lc = LeaseChecker(backend, str(storage), AGE, clock=clock_at_now())
+    assert lc.state["current-cycle"] is None and lc.history == {}
+    await run_cycle(lc)
+    assert json.loads((storage / "lease_checker.state.json").read_text())["last-cycle-finished"] == 0
+
+
+class FlakyBackend(MemoryBackend):
+    """Listing fails the first time, as a disk error would."""
+
+    failures = 1
+
+    async def list_storage_indexes(self, prefix: str) -> list[bytes]:
+        if self.failures:
+            self.failures -= 1
+            raise DiskError("cannot list shares/22: Input/output error")
+        return await super().list_storage_indexes(prefix)
+
+
+def test_a_failed_slice_is_logged_and_the_walk_goes_on_later(tmp_path: Path) -> None:
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        clock = clock_at_now()
+        lc = checker(FlakyBackend(), tmp_path, AGE, clock=clock, slow_start=0)
+        lc.startService()
+        clock.advance(0)
+        assert lc.state["last-cycle-finished"] is None
+        assert any("crawler slice failed" in str(e.get("log_format")) for e in events)
+        (pending,) = clock.getDelayedCalls()
+        clock.advance(pending.getTime() - clock.seconds())
+        assert lc.state["last-cycle-finished"] == 0
+        lc.stopService()
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+
+
+@pytest_twisted.ensureDeferred
+async def test_progress_shows_how_far_a_cycle_is(tmp_path: Path) -> None:
+    clock = clock_at_now()
+    backend = SlowBackend(clock)
+    for n in range(1, 11):
+        await immutable(backend, n, [lease(1)])
+    lc = checker(backend, tmp_path, AGE, clock=clock, slow_start=5)
+    lc.startService()
+    assert lc.progress() == {
+        "cycle-in-progress": False, "next-crawl-time": NOW + 5, "remaining-wait-time": 5, "estimated-time-per-cycle": None
+    }
+    clock.advance(5)
+    progress = lc.progress()
+    assert progress["cycle-in-progress"] is True
+    # Four 30 ms buckets fill the first 100 ms slice; si(4) is in prefix "ea", done with it.
+    assert progress["cycle-complete-percentage"] == pytest.approx(100 * (PREFIXES.index("ea") + 1) / 1024)
+    await lc.stopService()

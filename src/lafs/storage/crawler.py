@@ -159,18 +159,18 @@ class ShareCrawler(service.Service):
 
     def progress(self) -> dict[str, Any]:
         """Where the walk is, for status pages: whether a cycle is under way, how far it is
-        (percent of prefixes), and when the next slice runs."""
+        (percent of prefixes, only during a cycle), and when the next slice runs (Tahoe's keys)."""
         now = self.clock.seconds()
         in_progress = self.state["current-cycle"] is not None
         done = 0
         if in_progress and self.state["last-complete-prefix"] is not None:
             done = PREFIXES.index(self.state["last-complete-prefix"]) + 1
-        return {
-            "cycle-in-progress": in_progress,
-            "cycle-complete-percentage": 100.0 * done / len(PREFIXES) if in_progress else None,
-            "next-crawl-time": self.next_wake_time,
-            "remaining-wait-time": None if self.next_wake_time is None else max(self.next_wake_time - now, 0.0),
-        }
+        progress: dict[str, Any] = {"cycle-in-progress": in_progress}
+        if in_progress:
+            progress["cycle-complete-percentage"] = 100.0 * done / len(PREFIXES)
+        progress["next-crawl-time"] = self.next_wake_time
+        progress["remaining-wait-time"] = None if self.next_wake_time is None else max(self.next_wake_time - now, 0.0)
+        return progress
 
     # --- service ---------------------------------------------------------------------------
 
