@@ -275,7 +275,9 @@ class NodeConfig:
         """``[storage]expire.*`` checked as Tahoe 1.20 checks them (observed on the real program):
         the mode and a given override duration are checked even with expiration off; the mode
         is required only when expiration is on; cutoff-date mode always needs a cutoff date, and
-        the date is read only in that mode."""
+        the date is read only in that mode.  Stricter than Tahoe in two places, both on
+        purpose: a negative override duration (Tahoe takes "-1 days" and so expires every
+        lease) and a cutoff date with more than ``YYYY-MM-DD`` in it are refused."""
         enabled = self.get_bool("storage", "expire.enabled", False)
         mode_text = self.get_optional("storage", "expire.mode")
         if mode_text is None and enabled:

@@ -506,3 +506,73 @@ async def test_progress_shows_how_far_a_cycle_is(tmp_path: Path) -> None:
     # Four 30 ms buckets fill the first 100 ms slice; si(4) is in prefix "ea", done with it.
     assert progress["cycle-complete-percentage"] == pytest.approx(100 * (PREFIXES.index("ea") + 1) / 1024)
     await lc.stopService()
+
+
+# --- against the real Tahoe ------------------------------------------------------------------
+
+# The shares of tests/unit/data/lease_checker_history_producer.py.txt: (storage index byte,
+# share number, kind, lease expirations in days from when they were made).
+TAHOE_SHARES = [
+    (1, 0, "immutable", [-10]),
+    (2, 0, "immutable", [20]),
+    (3, 0, "mutable", [-10]),
+    (4, 0, "mutable", [20]),
+    (5, 0, "immutable", [-10, 20]),
+    (6, 0, "immutable", [-10]),
+    (6, 3, "immutable", [-10]),
+    (7, 0, "immutable", [-10]),
+    (7, 1, "immutable", [5]),
+    (8, 2, "immutable", []),
+    (9, 0, "mutable", []),
+]
+
+
+async def tahoe_shares(backend: DiskBackend, made_at: int) -> None:
+    for n, shnum, kind, offsets in TAHOE_SHARES:
+        storage_index = bytes([n]) * 16
+        mutable_share = kind == "mutable"
+        leases = [
+            LeaseInfo(int(mutable_share), bytes([i + 1]) * 32, bytes([i + 2]) * 32, made_at + offset * DAY,
+                      b"N" * 20 if mutable_share else None)
+            for i, offset in enumerate(offsets)
+        ]
+        if mutable_share:
+            await backend.create_mutable(storage_index, shnum, b"N" * 20, b"W" * 32)
+            await backend.write_mutable(storage_index, shnum, [(0, b"m" * (300 if n == 9 else 2000))], None)
+        else:
+            size = 500 if n == 8 else 1000
+            incoming = await backend.create_incoming(storage_index, shnum, size)
+            await incoming.write(0, b"x" * size)
+            await incoming.commit(LeaseInfo(0, b"\x01" * 32, b"\x02" * 32, made_at))
+        await backend.put_leases(storage_index, shnum, leases)
+
+
+@pytest_twisted.ensureDeferred
+async def test_cutoff_date_cycle_matches_the_real_tahoe(tmp_path: Path) -> None:
+    """The history entry the real Tahoe 1.20 recorded over these shares, reproduced; only the
+    times (ours run at another moment) and disk blocks (another file system) may differ.
+    Tahoe leaves the two shares that never had a lease on disk although it counts them as
+    freed; ours deletes them (lafs.storage.lease_checker says why)."""
+    known = json.loads((Path(__file__).parent.parent / "unit" / "data" / "lease_checker_history.json").read_text())
+    expected = known["history_entry"]
+    made_at = NOW
+    cutoff = NOW - (known["made_at"] - known["cutoff_date"])
+    storage = str(tmp_path / "storage")
+    backend = DiskBackend.open(storage)
+    await tahoe_shares(backend, made_at)
+    clock = Clock()
+    clock.advance(NOW + 400)  # Tahoe's first crawl starts 6 minutes after start-up
+    settings = ExpirationSettings(enabled=True, mode=ExpirationMode.CUTOFF_DATE, cutoff_date=cutoff)
+    lc = LeaseChecker(backend, storage, settings, clock=clock)
+    await run_cycle(lc)
+    got = last_cycle(lc)
+    assert list(got) == list(expected)
+    assert got["configured-expiration-mode"] == ["cutoff-date", None, cutoff, ["immutable", "mutable"]]
+    assert expected["configured-expiration-mode"] == ["cutoff-date", None, known["cutoff_date"], ["immutable", "mutable"]]
+    for key in ("expiration-enabled", "lease-age-histogram", "leases-per-share-histogram", "corrupt-shares"):
+        assert got[key] == expected[key], key
+    no_blocks = {k: v for k, v in got["space-recovered"].items() if "diskbytes" not in k}
+    assert no_blocks == {k: v for k, v in expected["space-recovered"].items() if "diskbytes" not in k}
+    left = sorted(str(p.relative_to(tmp_path)) for p in Path(storage, "shares").rglob("*") if p.is_file())
+    never_leased = {"storage/shares/ba/baeaqcaibaeaqcaibaeaqcaiba/2", "storage/shares/be/beeqscijbeeqscijbeeqscijbe/0"}
+    assert left == sorted(set(known["files_left"]) - never_leased)

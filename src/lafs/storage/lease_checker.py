@@ -30,6 +30,20 @@ blocks) count too.  Also ``lease-age-histogram`` (one-day bins),
 ``cycle-to-date``; ``lease_checker.history.json`` holds the last ten
 finished cycles, keyed by cycle number.
 
+Where this differs from the real Tahoe 1.20 (observed by running it over
+hand-made shares; in cutoff-date mode its history entry is reproduced exactly,
+tests/integration/test_lease_crawler.py):
+
+* A share that has no lease at all is deleted here.  Tahoe counts it as
+  freed (``actual-*``) but leaves the file, so the space it reports is never
+  recovered; deleting it makes the report true.
+* In age mode without ``expire.override_lease_duration``, Tahoe 1.20 expires
+  no lease whose 31 days have run out (it counts only lease-less shares as
+  expired), contrary to its documentation; here such leases expire as
+  documented.
+* Tahoe counts a lease-less share as configured / actually freed even when
+  its kind is not configured to expire; here the kind switches apply to it.
+
 The checker's read-modify-write of a share's leases runs between two awaits
 of backend calls that, for the disk and memory backends, never suspend; so
 no lease renewal can slip in between and be lost.  A backend that does
