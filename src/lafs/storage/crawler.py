@@ -121,7 +121,8 @@ class ShareCrawler(service.Service):
             "current-cycle": None,
             "last-complete-prefix": None,
             "last-complete-bucket": None,
-            "current-cycle-start-time": None,
+            # As in Tahoe: before the first cycle this is when the crawler was made.
+            "current-cycle-start-time": self.clock.seconds(),
             **self.initial_state(),
         }
         saved = read_json(self.state_path)
