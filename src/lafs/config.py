@@ -6,7 +6,10 @@ operator can fix it without reading code.
 
 from __future__ import annotations
 
+import calendar
 import configparser
+import datetime
+import enum
 import os
 import re
 from collections.abc import Mapping
@@ -92,6 +95,34 @@ class ClientSettings:
     force_foolscap: bool
 
 
+class ExpirationMode(enum.Enum):
+    """How the lease checker decides that a lease has expired (``[storage]expire.mode``)."""
+
+    AGE = "age"
+    """Renewal time plus the lease's duration (or ``expire.override_lease_duration``) is past."""
+    CUTOFF_DATE = "cutoff-date"
+    """The lease was last renewed before ``expire.cutoff_date``."""
+
+
+@attrs.frozen
+class ExpirationSettings:
+    """``[storage]expire.*``, parsed.  Expiration is off unless ``enabled``; the lease checker
+    still walks every share and reports what it would remove."""
+
+    enabled: bool = False
+    mode: ExpirationMode = ExpirationMode.AGE
+    override_lease_duration: int | None = None
+    """Seconds; None: each lease's own duration."""
+    cutoff_date: int | None = None
+    """POSIX seconds of midnight UTC at the start of the cutoff day; set exactly in cutoff-date mode."""
+    immutable: bool = True
+    mutable: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if (self.mode is ExpirationMode.CUTOFF_DATE) != (self.cutoff_date is not None):
+            raise ValueError("a cutoff date goes with cutoff-date mode, and only with it")
+
+
 @attrs.frozen
 class StorageSettings:
     """``[storage]``, parsed."""
@@ -103,6 +134,40 @@ class StorageSettings:
     discard_storage: bool
     force_foolscap: bool = False
     """Serve storage over Foolscap only: no HTTPS on the Tub port, no NURLs announced."""
+    expiration: ExpirationSettings = ExpirationSettings()
+
+
+_DAY = 24 * 60 * 60
+# The units Tahoe's duration strings take; a month is 31 days and a year 365, as in Tahoe.
+_DURATION_UNITS = (("day", _DAY), ("month", 31 * _DAY), ("mo", 31 * _DAY), ("year", 365 * _DAY))
+_CUTOFF_DATE = re.compile(r"\A([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration string like ``7days``, ``31day``, ``60 days``, ``2mo``, ``3 month``,
+    ``2years``: a whole number, optional spaces, a unit (day, month, mo, year; an ``s`` may
+    follow).  Units are lower case, as in Tahoe.  ValueError names what is wrong."""
+    stripped = text.strip()
+    body = stripped[:-1] if stripped.endswith("s") else stripped
+    for unit, seconds in _DURATION_UNITS:
+        if body.endswith(unit):
+            number = body[: -len(unit)].strip()
+            if not number.isdigit():
+                raise ValueError(f"{text!r} must start with a whole number of {unit}s (like '60 days')")
+            return int(number) * seconds
+    raise ValueError(f"{text!r} has no unit: use day(s), month(s), mo or year(s), like '60 days'")
+
+
+def parse_cutoff_date(text: str) -> int:
+    """POSIX seconds of midnight UTC starting the day ``YYYY-MM-DD``.  ValueError names what is wrong."""
+    match = _CUTOFF_DATE.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a date of the form YYYY-MM-DD (like 2009-01-16)")
+    try:
+        day = datetime.date(int(match[1]), int(match[2]), int(match[3]))
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a real date: {e}") from None
+    return calendar.timegm(day.timetuple())
 
 
 class NodeConfig:
@@ -206,6 +271,55 @@ class NodeConfig:
             readonly=self.get_bool("storage", "readonly", False),
             discard_storage=self.get_bool("storage", "debug_discard", False),
             force_foolscap=self.get_bool("storage", "force_foolscap", False),
+            expiration=self._expiration_settings(),
+        )
+
+    def _expiration_settings(self) -> ExpirationSettings:
+        """``[storage]expire.*`` checked as Tahoe 1.20 checks them (observed on the real program):
+        the mode and a given override duration are checked even with expiration off; the mode
+        is required only when expiration is on; cutoff-date mode always needs a cutoff date, and
+        the date is read only in that mode.  Stricter than Tahoe in two places, both on
+        purpose: a negative override duration (Tahoe takes "-1 days" and so expires every
+        lease) and a cutoff date with more than ``YYYY-MM-DD`` in it are refused."""
+        enabled = self.get_bool("storage", "expire.enabled", False)
+        mode_text = self.get_optional("storage", "expire.mode")
+        if mode_text is None and enabled:
+            raise ConfigError(
+                f"{self._where('storage', 'expire.mode')}: missing; with expire.enabled = true it must be "
+                "'age' or 'cutoff-date'"
+            )
+        try:
+            mode = ExpirationMode(mode_text if mode_text is not None else "age")
+        except ValueError:
+            raise ConfigError(
+                f"{self._where('storage', 'expire.mode')}: {mode_text!r} must be 'age' or 'cutoff-date'"
+            ) from None
+        override = None
+        override_text = self.get_optional("storage", "expire.override_lease_duration")
+        if override_text is not None:
+            try:
+                override = parse_duration(override_text)
+            except ValueError as e:
+                raise ConfigError(f"{self._where('storage', 'expire.override_lease_duration')}: {e}") from None
+        cutoff = None
+        if mode is ExpirationMode.CUTOFF_DATE:
+            cutoff_text = self.get_optional("storage", "expire.cutoff_date")
+            if cutoff_text is None:
+                raise ConfigError(
+                    f"{self._where('storage', 'expire.cutoff_date')}: missing; expire.mode = cutoff-date needs a "
+                    "date like 2009-01-16"
+                )
+            try:
+                cutoff = parse_cutoff_date(cutoff_text)
+            except ValueError as e:
+                raise ConfigError(f"{self._where('storage', 'expire.cutoff_date')}: {e}") from None
+        return ExpirationSettings(
+            enabled=enabled,
+            mode=mode,
+            override_lease_duration=override,
+            cutoff_date=cutoff,
+            immutable=self.get_bool("storage", "expire.immutable", True),
+            mutable=self.get_bool("storage", "expire.mutable", True),
         )
 
     # --- values ---------------------------------------------------------------------------

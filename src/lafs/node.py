@@ -334,6 +334,7 @@ def _add_storage(node: Node, config: NodeConfig, identity: NodeIdentity, nodeid:
         readonly=settings.readonly,
         clock=reactor,
         discard_storage=settings.discard_storage,
+        expiration=settings.expiration,
     )
     server.setServiceParent(node)
     node.storage_server = server

@@ -16,6 +16,7 @@ import attrs
 import pytest
 import pytest_twisted
 
+from lafs.core import base32
 from lafs.core.containers import LeaseInfo
 from lafs.core.hashes import hashed_lease_secret
 from lafs.storage import errors
@@ -340,3 +341,45 @@ def test_disk_layout_names(tmp_path: Path) -> None:
     )
     assert sorted(os.listdir(tmp_path / "s")) == ["corruption-advisories", "shares"]
     assert os.listdir(tmp_path / "s" / "shares") == ["incoming"]
+
+
+# --- enumeration, for the crawlers -----------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_storage_indexes_are_listed_by_prefix_in_base32_order(subject: Subject) -> None:
+    backend = subject.backend
+    same_prefix = [bytes([0x05, 0x40 + n]) + b"\x00" * 14 for n in (3, 1, 2)]
+    assert len({base32.b2a(si)[:2] for si in same_prefix}) == 1
+    for si in same_prefix:
+        await finished_share(backend, b"x", 0, si)
+    await backend.create_mutable(OTHER_SI, 2, NODEID, WE)
+    prefix = base32.b2a(same_prefix[0])[:2]
+    assert await backend.list_storage_indexes(prefix) == sorted(same_prefix, key=base32.b2a)
+    assert await backend.list_storage_indexes(base32.b2a(OTHER_SI)[:2]) == [OTHER_SI]
+    assert await backend.list_storage_indexes("zz") == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_uploads_under_way_are_not_listed(subject: Subject) -> None:
+    incoming = await subject.backend.create_incoming(SI, 0, 4)
+    assert await subject.backend.list_storage_indexes(base32.b2a(SI)[:2]) == []
+    await incoming.abort()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_prefix_is_refused_by_name(subject: Subject) -> None:
+    with pytest.raises(errors.BadStorageIndexError, match="'incoming' is not a storage-index prefix"):
+        await subject.backend.list_storage_indexes("incoming")
+
+
+@pytest_twisted.ensureDeferred
+async def test_share_size_covers_at_least_the_data(subject: Subject) -> None:
+    backend = subject.backend
+    await finished_share(backend, b"d" * 1000, 1)
+    size = await backend.share_size(SI, 1)
+    assert size.size >= 1000 and size.disk >= 0
+    with pytest.raises(errors.NoSuchShareError, match="does not exist"):
+        await backend.share_size(SI, 2)
+    assert await backend.bucket_disk_size(SI) >= 0
+    assert await backend.bucket_disk_size(OTHER_SI) == 0

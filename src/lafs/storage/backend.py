@@ -62,6 +62,18 @@ class SpaceStats:
 
 
 @attrs.frozen
+class ShareSize:
+    """What one finished share occupies: its container's bytes, and the medium's bytes for it.
+
+    The lease checker reports both (Tahoe's "sharebytes" and "diskbytes"); a
+    backend that cannot tell the medium's allocation gives ``disk == size``.
+    """
+
+    size: int
+    disk: int
+
+
+@attrs.frozen
 class ShareLeases:
     """The lease records of one share as stored, with the container version that says how to compare secrets."""
 
@@ -119,6 +131,26 @@ class ShareBackend(Protocol):
 
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
         """The finished shares of a storage index (``{}`` when it has none)."""
+        ...
+
+    async def list_storage_indexes(self, prefix: str) -> list[bytes]:
+        """The storage indexes holding finished shares whose base32 form starts with ``prefix``
+        (two base32 characters), in order of that base32 form.
+
+        This is how the crawlers walk every share a little at a time; uploads
+        under way are never listed.  A storage index may be listed that has
+        just lost its last share: ``list_shares`` then answers ``{}``.
+        """
+        ...
+
+    async def share_size(self, storage_index: bytes, shnum: int) -> ShareSize:
+        """The space a finished share takes (for the lease checker's accounting)."""
+        ...
+
+    async def bucket_disk_size(self, storage_index: bytes) -> int:
+        """Bytes the medium spends on a storage index's container itself, apart from its shares
+        (a Tahoe bucket directory's own blocks), 0 when there is no such thing.  The lease
+        checker counts them as freed with the last share, as Tahoe does."""
         ...
 
     async def create_incoming(self, storage_index: bytes, shnum: int, allocated_size: int) -> IncomingShare:

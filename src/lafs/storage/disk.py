@@ -37,6 +37,7 @@ from lafs.storage.backend import (
     CorruptionAdvisory,
     ShareKind,
     ShareLeases,
+    ShareSize,
     SpaceStats,
     WriteEnablerRecord,
     WrittenRanges,
@@ -49,7 +50,13 @@ from lafs.storage.errors import (
     NoSuchShareError,
     StorageError,
 )
-from lafs.storage.paths import remove_empty_dirs, share_numbers_in, storage_index_to_dir
+from lafs.storage.paths import (
+    bucket_names_in,
+    check_prefix,
+    remove_empty_dirs,
+    share_numbers_in,
+    storage_index_to_dir,
+)
 
 _EMPTY_SLOT = LeaseInfo(0, b"\x00" * 32, b"\x00" * 32, 0, b"\x00" * 20)
 
@@ -124,6 +131,27 @@ class DiskBackend:
                 continue  # deleted since the listing
             found[shnum] = ShareKind.MUTABLE if is_mutable_container(prefix) else ShareKind.IMMUTABLE
         return found
+
+    async def list_storage_indexes(self, prefix: str) -> list[bytes]:
+        # incoming/ is not a prefix, so uploads under way are never walked.
+        return [base32.a2b(name) for name in bucket_names_in(os.path.join(self.shares_dir, check_prefix(prefix)), prefix)]
+
+    async def share_size(self, storage_index: bytes, shnum: int) -> ShareSize:
+        name = _share_name(storage_index, shnum)
+        try:
+            stats = os.stat(self.share_path(storage_index, shnum))
+        except FileNotFoundError:
+            raise NoSuchShareError(f"share {name} does not exist") from None
+        except OSError as e:
+            raise DiskError(f"cannot look at share {name}: {e.strerror or e}") from None
+        # st_blocks counts 512-byte units on every POSIX system, whatever the block size.
+        return ShareSize(size=stats.st_size, disk=stats.st_blocks * 512)
+
+    async def bucket_disk_size(self, storage_index: bytes) -> int:
+        try:
+            return os.stat(os.path.join(self.shares_dir, storage_index_to_dir(storage_index))).st_blocks * 512
+        except OSError:
+            return 0  # gone, or unreadable: nothing we can count
 
     # --- immutable --------------------------------------------------------------------------
 

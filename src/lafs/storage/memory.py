@@ -18,6 +18,7 @@ from lafs.storage.backend import (
     CorruptionAdvisory,
     ShareKind,
     ShareLeases,
+    ShareSize,
     SpaceStats,
     WriteEnablerRecord,
     WrittenRanges,
@@ -30,6 +31,7 @@ from lafs.storage.errors import (
     NoSuchShareError,
     StorageError,
 )
+from lafs.storage.paths import check_prefix
 
 
 @attrs.define(eq=False)
@@ -87,6 +89,18 @@ class MemoryBackend:
 
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
         return {shnum: share.kind for shnum, share in sorted(self._shares.get(storage_index, {}).items())}
+
+    async def list_storage_indexes(self, prefix: str) -> list[bytes]:
+        check_prefix(prefix)
+        named = sorted((base32.b2a(si), si) for si in self._shares)
+        return [si for name, si in named if name.startswith(prefix)]
+
+    async def share_size(self, storage_index: bytes, shnum: int) -> ShareSize:
+        size = len(self._share(storage_index, shnum).data)
+        return ShareSize(size=size, disk=size)
+
+    async def bucket_disk_size(self, storage_index: bytes) -> int:
+        return 0
 
     async def create_incoming(self, storage_index: bytes, shnum: int, allocated_size: int) -> MemoryIncomingShare:
         incoming = MemoryIncomingShare(self, storage_index, shnum, allocated_size)

@@ -10,6 +10,11 @@ from lafs.storage.errors import BadShareNumberError, BadStorageIndexError
 
 STORAGE_INDEX_SIZE = 16
 _SHARE_NAME = re.compile(r"\A[0-9]+\Z")
+_BUCKET_NAME = re.compile(r"\A[a-z2-7]{26}\Z")
+
+PREFIXES: tuple[str, ...] = tuple(sorted(a + b for a in base32.ALPHABET for b in base32.ALPHABET))
+"""The 1024 two-character prefix directories under ``shares/`` (the first 10 bits of a storage
+index), sorted as text: the order the crawlers walk them in."""
 
 
 def check_storage_index(storage_index: bytes) -> bytes:
@@ -23,6 +28,22 @@ def storage_index_to_dir(storage_index: bytes) -> str:
     """``<2-char prefix>/<b32 storage index>`` for a valid 16-byte storage index."""
     encoded = base32.b2a(check_storage_index(storage_index))
     return os.path.join(encoded[:2], encoded)
+
+
+def check_prefix(prefix: str) -> str:
+    if prefix not in _PREFIX_SET:
+        raise BadStorageIndexError(f"{prefix!r} is not a storage-index prefix (two base32 characters, as in shares/<prefix>/)")
+    return prefix
+
+
+def bucket_names_in(prefix_dir: str, prefix: str) -> list[str]:
+    """The base32 storage indexes of the bucket directories in a prefix directory, sorted
+    (names that are not storage indexes of that prefix are ignored)."""
+    try:
+        names = os.listdir(prefix_dir)
+    except FileNotFoundError:
+        return []
+    return sorted(name for name in names if _BUCKET_NAME.match(name) and name.startswith(prefix))
 
 
 def check_share_number(shnum: int) -> int:
@@ -50,3 +71,6 @@ def remove_empty_dirs(path: str, stop_at: str) -> None:
         except OSError:
             return
         path = os.path.dirname(path)
+
+
+_PREFIX_SET = frozenset(PREFIXES)

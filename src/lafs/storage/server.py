@@ -9,6 +9,7 @@ may be stored, which leases shares carry, and how much space is left.
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 import lafs
+from lafs.config import ExpirationSettings
 from lafs.core import base32
 from lafs.core.containers import (
     LEASE_DURATION,
@@ -26,6 +28,7 @@ from lafs.core.containers import (
     secrets_match,
     stored_secret,
 )
+from lafs.storage import bucket_counter
 from lafs.storage.backend import (
     NEW_CONTAINER_VERSION,
     CorruptionAdvisory,
@@ -33,6 +36,7 @@ from lafs.storage.backend import (
     ShareKind,
     ShareLeases,
 )
+from lafs.storage.bucket_counter import BucketCounter
 from lafs.storage.disk import DiskBackend
 from lafs.storage.errors import (
     BadTestVectorError,
@@ -42,6 +46,7 @@ from lafs.storage.errors import (
     StorageError,
 )
 from lafs.storage.immutable import BucketReader, BucketWriter
+from lafs.storage.lease_checker import LeaseChecker
 from lafs.storage.paths import check_share_number, check_storage_index
 
 STORAGE_PROTOCOL_V1 = b"http://allmydata.org/tahoe/protocols/storage/v1"
@@ -83,11 +88,45 @@ class StorageServer(service.MultiService):
         self._allocations: dict[tuple[bytes, int], int] = {}
         self._writers: dict[tuple[bytes, int], BucketWriter] = {}
         self._mutable_locks: dict[bytes, defer.DeferredLock] = {}
+        self.bucket_counter: BucketCounter | None = None
+        self.lease_checker: LeaseChecker | None = None
 
     @classmethod
-    def on_disk(cls, storage_dir: str, nodeid: bytes, **options: Any) -> StorageServer:
-        """A server over Tahoe's storage directory layout in ``storage_dir``."""
-        return cls(DiskBackend.open(storage_dir), nodeid, **options)
+    def on_disk(
+        cls, storage_dir: str, nodeid: bytes, *, expiration: ExpirationSettings | None = None, **options: Any
+    ) -> StorageServer:
+        """A server over Tahoe's storage directory layout in ``storage_dir``, with its bucket
+        counter and lease checker keeping their state there (as Tahoe does)."""
+        server = cls(DiskBackend.open(storage_dir), nodeid, **options)
+        server.add_crawlers(storage_dir, expiration or ExpirationSettings())
+        return server
+
+    def add_crawlers(self, state_dir: str, expiration: ExpirationSettings, **crawler_options: Any) -> None:
+        """Walk this server's shares with a bucket counter and a lease checker, child services
+        of this one, their state files in ``state_dir``.  ``crawler_options`` go to both
+        (``slow_start``, ``buckets_per_slice``, ... as ``ShareCrawler`` takes them)."""
+        self.bucket_counter = BucketCounter(
+            self.backend, os.path.join(state_dir, bucket_counter.STATE_FILE), clock=self.clock, **crawler_options
+        )
+        self.bucket_counter.setName("bucket-counter")
+        self.bucket_counter.setServiceParent(self)
+        self.lease_checker = LeaseChecker(self.backend, state_dir, expiration, clock=self.clock, **crawler_options)
+        self.lease_checker.setName("lease-checker")
+        self.lease_checker.setServiceParent(self)
+
+    def crawler_status(self) -> dict[str, Any]:
+        """The crawler sections of Tahoe's ``/storage?t=json`` (``bucket-counter``,
+        ``lease-checker``, ``lease-checker-progress``), plus ``expiration`` (the configured rule)
+        and ``total-buckets`` for the status page; None where this server runs no crawlers."""
+        counter, checker = self.bucket_counter, self.lease_checker
+        return {
+            "bucket-counter": None if counter is None else counter.status(),
+            "total-buckets": None if counter is None else counter.bucket_count(),
+            "bucket-counter-progress": None if counter is None else counter.progress(),
+            "lease-checker": None if checker is None else checker.status(),
+            "lease-checker-progress": None if checker is None else checker.progress(),
+            "expiration": None if checker is None else checker.expiration_summary(),
+        }
 
     def stopService(self) -> Any:
         aborts = [defer.Deferred.fromCoroutine(writer.abort()) for writer in list(self._writers.values())]
