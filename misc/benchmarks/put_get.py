@@ -2,7 +2,7 @@
 
 Usage (from the repository root, with the project installed)::
 
-    python misc/benchmarks/put_get.py [--sizes 1,16,128] [--runs 3] [--only lafs|tahoe]
+    python misc/benchmarks/put_get.py [--sizes 1,16,128] [--runs 3] [--only lafs|tahoe] [--protocols http,foolscap]
 
 Both grids are 3-of-10 with happy 7, every node its own process on 127.0.0.1.
 Each size is a random file; put is ``PUT /uri`` and get is ``GET /uri/$CAP``
@@ -15,6 +15,7 @@ RSS (VmHWM), and the lafs/Tahoe ratios.  This is a benchmark, not a test.
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import os
 import shutil
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -62,8 +64,9 @@ class Grid:
                 shutil.rmtree(prefix)
 
 
-def start_lafs_grid(base: Path) -> Grid:
-    grid = Grid("lafs", base)
+def start_lafs_grid(base: Path, protocol: str = "http") -> Grid:
+    """Our grid; ``protocol`` is how the client talks to the storage servers (HTTP is the 1.20 default)."""
+    grid = Grid("lafs" if protocol == "http" else f"lafs-{protocol}", base)
     introducer = base / "introducer"
     lafs("create-introducer", *listen(harness.free_port()), str(introducer))
     lafs("start", str(introducer))
@@ -78,6 +81,9 @@ def start_lafs_grid(base: Path) -> Grid:
     port = harness.free_port()
     lafs("create-client", f"--introducer={furl}", f"--webport=tcp:{port}:interface=127.0.0.1",
          f"--shares-needed={NEEDED}", f"--shares-happy={HAPPY}", f"--shares-total={TOTAL}", str(client))
+    if protocol == "foolscap":
+        config = client / "tahoe.cfg"
+        config.write_text(config.read_text().replace("[client]\n", "[client]\nforce_foolscap = true\n", 1))
     lafs("start", str(client))
     grid.client_pid = int((client / "running.process").read_text())
     grid.pids.append(grid.client_pid)
@@ -144,7 +150,15 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,16,128", help="file sizes in MiB (default 1,16,128)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=["lafs", "tahoe"], default=None)
+    parser.add_argument(
+        "--protocols", default="http",
+        help="how our client reaches the storage servers: http (the 1.20 default), foolscap, or both (http,foolscap); "
+        "the real Tahoe uses its default (HTTP)",
+    )
     options = parser.parse_args()
+    protocols = [p.strip() for p in options.protocols.split(",") if p.strip()]
+    if not protocols or set(protocols) - {"http", "foolscap"}:
+        parser.error("--protocols takes http, foolscap or http,foolscap")
     sizes = [int(s) for s in options.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="lafs-bench-"))
     results: dict[tuple[str, int], dict[str, float]] = {}
@@ -154,9 +168,12 @@ def main() -> None:
             with data.open("wb") as f:
                 for _ in range(size):
                     f.write(os.urandom(CHUNK))
-        starters = {"lafs": start_lafs_grid, "tahoe": start_tahoe_grid}
-        for name, start in starters.items():
-            if options.only and name != options.only:
+        starters: list[tuple[str, str, Callable[[Path], Grid]]] = [
+            ("lafs", "lafs" if p == "http" else f"lafs-{p}", functools.partial(start_lafs_grid, protocol=p)) for p in protocols
+        ]
+        starters.append(("tahoe", "tahoe", start_tahoe_grid))
+        for kind, name, start in starters:
+            if options.only and kind != options.only:
                 continue
             grid = start(work / name)
             try:
@@ -181,14 +198,18 @@ def main() -> None:
                         "rss": peak_rss_mib(grid.client_pid),
                     }
                     r = results[(name, size)]
-                    print(f"{name:5} {size:4} MiB  put {r['put']:7.1f} MB/s  get {r['get']:7.1f} MB/s  "
+                    print(f"{name:13} {size:4} MiB  put {r['put']:7.1f} MB/s  get {r['get']:7.1f} MB/s  "
                           f"client peak RSS {r['rss']:7.1f} MiB", flush=True)
             finally:
                 grid.stop()
-        if not options.only:
-            print("\nratios lafs/tahoe (throughput: higher is better; RSS: lower is better)")
+        names = [name for kind, name, _ in starters if kind == "lafs"]
+        pairs = [(name, "tahoe") for name in names] if not options.only else []
+        if "lafs" in names and "lafs-foolscap" in names:
+            pairs.append(("lafs", "lafs-foolscap"))
+        for ours_name, theirs_name in pairs:
+            print(f"\nratios {ours_name}/{theirs_name} (throughput: higher is better; RSS: lower is better)")
             for size in sizes:
-                ours, theirs = results[("lafs", size)], results[("tahoe", size)]
+                ours, theirs = results[(ours_name, size)], results[(theirs_name, size)]
                 print(f"{size:4} MiB  put x{ours['put'] / theirs['put']:.2f}  get x{ours['get'] / theirs['get']:.2f}  "
                       f"RSS x{ours['rss'] / theirs['rss']:.2f}")
     finally:
