@@ -107,7 +107,7 @@ async def test_repair_after_servers_were_emptied_then_a_second_run_is_healthy(gr
 @pytest_twisted.ensureDeferred
 async def test_manifest_and_deep_stats(grid: Grid) -> None:
     nm = maker(grid)
-    root, nodes = await tree(nm)
+    root, _ = await tree(nm)
     manifest = await deep_manifest(root)
     data = manifest.to_json()
     assert [path for path, _ in data["manifest"]] == [[], ["big"], ["lost"], ["mut"], ["small"], ["shared"], ["shared", "file2"]]
