@@ -17,7 +17,7 @@ from lafs.cli.common import CommandIO, UsageError
 from lafs.core.errors import LafsError
 
 # Modules that contribute subcommands, in the order their help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("lafs.cli.node_commands", "lafs.cli.file_commands", "lafs.cli.dir_commands", "lafs.cli.debug")
+COMMAND_MODULES: tuple[str, ...] = ("lafs.cli.node_commands", "lafs.cli.file_commands", "lafs.cli.dir_commands", "lafs.cli.deep_commands", "lafs.cli.debug")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -280,6 +280,7 @@ class NodeMaker:
             upload_immutable=self._upload_bytes,
             download_immutable=self._download_bytes,
             mutable_format=mutable_format,
+            file_node=self.node_from_cap,
         )
 
     def node_from_string(self, cap_text: str) -> Node:

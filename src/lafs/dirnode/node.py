@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import attrs
 
 from lafs.core import caps
+from lafs.core.check_results import CheckAndRepairResults, CheckResults
 from lafs.core.dirnode_format import (
     Child,
     ChildCaps,
@@ -95,6 +96,8 @@ class DirectoryContext:
     """What a new mutable directory is made as when nobody asks for a format (``[client]mutable.format``)."""
     now: Callable[[], float] = time.time
     """Link timestamps (``linkcrtime`` / ``linkmotime``) come from here."""
+    file_node: Callable[[caps.FileCap], Any] | None = None
+    """The file node for an immutable directory's backing CHK file (what checking it needs)."""
 
 
 def _link_caps(node: ChildNode) -> tuple[str | None, str | None]:
@@ -117,6 +120,8 @@ class DirectoryNode:
         inner = cap.file_cap
         self._file: MutableFileNode | None = None
         self._writekey: bytes | None = None
+        self.last_read_size: int | None = None
+        """The size of the packed children the last read found (what deep-stats counts for directories)."""
         if isinstance(inner, caps.MutableWriteCap | caps.MutableReadCap):
             self._file = context.mutable.node_for_cap(inner)
         if isinstance(inner, caps.MutableWriteCap):
@@ -181,12 +186,46 @@ class DirectoryNode:
         if self.is_verifier():
             raise DirectoryNotReadableError("a directory verify cap cannot be used to read the directory")
         if self._file is not None:
-            return await self._file.download_best_version()
+            contents = await self._file.download_best_version()
+        else:
+            inner = self.cap.file_cap
+            if isinstance(inner, caps.LiteralFileCap):
+                contents = inner.data
+            else:
+                assert isinstance(inner, caps.CHKFileCap)  # is_verifier() took the only other immutable kind
+                contents = await self._context.download_immutable(inner)
+        self.last_read_size = len(contents)
+        return contents
+
+    # --- checking -------------------------------------------------------------------
+
+    def _backing_node(self) -> Any:
+        """The file holding this directory, whose shares a check counts."""
+        if self._file is not None:
+            return self._file
         inner = self.cap.file_cap
         if isinstance(inner, caps.LiteralFileCap):
-            return inner.data
-        assert isinstance(inner, caps.CHKFileCap)  # is_verifier() took the only other immutable kind
-        return await self._context.download_immutable(inner)
+            return None
+        if self._context.file_node is None:
+            raise DirectoryNotReadableError("this directory was opened without a way to check its backing file")
+        return self._context.file_node(inner)
+
+    async def check(self, *, verify: bool = False, add_lease: bool = False) -> CheckResults:
+        """Check the backing file's shares (a literal directory is always healthy)."""
+        backing = self._backing_node()
+        if backing is None:
+            return CheckResults.literal()
+        results: CheckResults = await backing.check(verify=verify, add_lease=add_lease)
+        return results
+
+    async def check_and_repair(self, *, verify: bool = False, add_lease: bool = False) -> CheckAndRepairResults:
+        """Check the backing file and repair it when unhealthy."""
+        backing = self._backing_node()
+        if backing is None:
+            literal = CheckResults.literal()
+            return CheckAndRepairResults(literal, literal, repair_attempted=False, repair_successful=False)
+        results: CheckAndRepairResults = await backing.check_and_repair(verify=verify, add_lease=add_lease)
+        return results
 
     async def read_children(self) -> dict[str, Child]:
         """The stored entries, unknown and unreadable ones included (what a modification writes back)."""

@@ -9,6 +9,7 @@ import attrs
 
 from lafs.client.nodemaker import NodeMaker
 from lafs.client.storage_broker import StorageBroker
+from lafs.web.operations import Operations
 
 
 @attrs.frozen
@@ -24,3 +25,5 @@ class GatewayContext:
     node_maker: NodeMaker | None = None
     """None on a node without a client (an introducer)."""
     storage_broker: StorageBroker | None = None
+    operations: Operations = attrs.field(default=attrs.Factory(lambda self: Operations(self.reactor), takes_self=True))
+    """The background deep operations (``/operations/$HANDLE``), in memory as in Tahoe."""

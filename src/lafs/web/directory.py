@@ -34,6 +34,7 @@ from lafs.core.dirnode_format import (
 )
 from lafs.core.errors import LafsError
 from lafs.dirnode import DirectoryNode
+from lafs.web.check import render_check
 from lafs.web.common import (
     ONLY_FILES,
     Dispatch,
@@ -53,11 +54,15 @@ from lafs.web.common import (
 from lafs.web.filenode import FileHandler
 from lafs.web.html import send_page, template
 from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
+from lafs.web.operations import start_operation, stream_operation
 from lafs.web.request import HashingBody
 from lafs.web.unlinked import form_file, spooled_source
 
 # Requests that never create what is missing on their path (Tahoe's rule for intermediate directories).
-_NO_CREATE_TS = ("delete", "unlink", "rename", "relink", "rename-form", "check")
+_NO_CREATE_TS = (
+    "delete", "unlink", "rename", "relink", "rename-form", "check",
+    "stream-deep-check", "stream-manifest", "start-deep-check", "start-manifest", "start-deep-size", "start-deep-stats",
+)
 
 
 # --- JSON ---------------------------------------------------------------------------------
@@ -379,6 +384,13 @@ class DirectoryHandler:
                 (b"POST", "relink"): self._relink,
                 (b"POST", "set_children"): self._set_children,
                 (b"POST", "set-children"): self._set_children,
+                (b"POST", "check"): self._check,
+                (b"POST", "stream-deep-check"): self._stream,
+                (b"POST", "stream-manifest"): self._stream,
+                (b"POST", "start-deep-check"): self._start,
+                (b"POST", "start-manifest"): self._start,
+                (b"POST", "start-deep-size"): self._start,
+                (b"POST", "start-deep-stats"): self._start,
             },
         )
 
@@ -395,6 +407,17 @@ class DirectoryHandler:
         if self.node.is_mutable() or not si or t not in ("", "json", "uri", "readonly-uri"):
             return False
         return bool(request.setETag(f"DIR:{base32.b2a(si)}-{t}".encode()) == http.CACHED)
+
+    # --- checking and deep operations ---
+
+    def _check(self, request: Any) -> HandlerResult:
+        return render_check(request, self.node)
+
+    def _stream(self, request: Any) -> HandlerResult:
+        return stream_operation(request, self.node, get_t(request))
+
+    def _start(self, request: Any) -> bytes:
+        return start_operation(request, self.node, request.site.context.operations, get_t(request))
 
     # --- reading ---
 

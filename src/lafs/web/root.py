@@ -10,6 +10,7 @@ from twisted.web.static import File
 
 from lafs.web.context import GatewayContext
 from lafs.web.html import STATIC
+from lafs.web.operations import OperationsRoot
 from lafs.web.uri import NamedRoot, URIRoot
 from lafs.web.welcome import WelcomePage
 
@@ -35,6 +36,7 @@ class RootResource(Resource):
             named = NamedRoot(context.node_maker)
             self.putChild(b"named", named)  # type: ignore[arg-type]
             self.putChild(b"file", named)  # type: ignore[arg-type]
+            self.putChild(b"operations", OperationsRoot(context.operations))  # type: ignore[arg-type]
 
     def getChild(self, path: bytes, request: Any) -> Resource:
         if path == b"":
