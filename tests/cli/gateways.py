@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -19,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.nodes import connected, free_port, stop_pids, wait_for
+from tests.cli.nodes import local_grid
 
 GATEWAY_KINDS = (pytest.param("real-tahoe", marks=pytest.mark.interop), "lafs")
 
@@ -53,22 +51,12 @@ def real_tahoe_gateway() -> Iterator[str]:
 @contextlib.contextmanager
 def lafs_gateway() -> Iterator[str]:
     base = Path(tempfile.mkdtemp(prefix="lafs-dircli-local-"))
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", "3", "--webport", str(port), str(base / "g")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: connected(url) == 3, 90, "the local grid")
-        status, body = mkdir_status(url)
-        assert status == 200, f"our gateway cannot make directories: {status} {body}"
-        yield url
+        with local_grid(base, 3) as url:
+            status, body = mkdir_status(url)
+            assert status == 200, f"our gateway cannot make directories: {status} {body}"
+            yield url
     finally:
-        stop_pids([process.pid])
-        process.wait(30)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +84,44 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
             return
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+CAP_IN_LOG = re.compile(r"URI(:|%3A)(LIT|CHK|SSK|MDMF|DIR2)", re.IGNORECASE)
+"""What any cap looks like in text, plain or URL-escaped."""
+
+
+def log_files(base: Path) -> list[Path]:
+    """Every log a node directory of the grid holds: all under any ``logs/``, and any ``*.log``."""
+    return [p for p in base.rglob("*") if p.is_file() and ("logs" in p.relative_to(base).parts or p.suffix == ".log")]
+
+
+def assert_no_caps_in_logs(base: Path) -> None:
+    for path in log_files(base):
+        found = CAP_IN_LOG.search(path.read_text(errors="replace"))
+        assert found is None, f"{path} shows a cap: {found}"
+
+
+@contextlib.contextmanager
+def local_grid(base: Path, storage_nodes: int) -> Iterator[str]:
+    """``tahoe local-grid`` in a subprocess on 127.0.0.1; yields the web URL once every server is connected.
+
+    Stops exactly the process it started, then checks that no node wrote a cap into a log,
+    whatever the tests did through the gateway.
+    """
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", str(storage_nodes), "--webport", str(port), str(base / "g")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: connected(url) == storage_nodes, 90, "the local grid")
+        yield url
+    finally:
+        stop_pids([process.pid])
+        process.wait(30)
+        output = process.stdout.read().decode() if process.stdout else ""
+    assert "local grid stopped" in output, output[-2000:]
+    assert_no_caps_in_logs(base)

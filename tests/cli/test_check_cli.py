@@ -6,8 +6,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -15,31 +13,15 @@ from urllib.parse import quote
 import pytest
 
 from lafs.core import base32, caps
-from tests.cli.nodes import connected, free_port, stop_pids, tahoe, wait_for
-from tests.cli.test_put_get import CAP_IN_LOG, http
-from tests.cli.test_web_access_log import log_files
+from tests.cli.nodes import local_grid, tahoe
+from tests.cli.test_put_get import http
 
 
 @pytest.fixture(scope="module")
-def local_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def grid_with_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     base = tmp_path_factory.mktemp("checkgrid")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", "5", "--webport", str(port), str(base / "g")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: connected(url) == 5, 90, "the local grid")
+    with local_grid(base, 5) as url:
         yield url, base
-    finally:
-        stop_pids([process.pid])
-        process.wait(30)
-    for path in log_files(base):
-        text = path.read_text(errors="replace")
-        assert not CAP_IN_LOG.search(text), f"{path} shows a cap: {CAP_IN_LOG.search(text)}"
 
 
 def share_dirs(base: Path, cap: str) -> list[Path]:
@@ -61,8 +43,8 @@ def put(url: str, data: bytes, fmt: str = "") -> str:
     return body.decode()
 
 
-def test_check_a_healthy_immutable_file_in_json_and_on_the_cli(local_grid: tuple[str, Path]) -> None:
-    url, _ = local_grid
+def test_check_a_healthy_immutable_file_in_json_and_on_the_cli(grid_with_dir: tuple[str, Path]) -> None:
+    url, _ = grid_with_dir
     cap = put(url, os.urandom(10_000))
     status, body, headers = post_check(url, cap, "output=JSON")
     assert status == 200 and headers["Content-Type"] == "text/plain"
@@ -84,8 +66,8 @@ def test_check_a_healthy_immutable_file_in_json_and_on_the_cli(local_grid: tuple
     assert json.loads(raw) == data
 
 
-def test_check_a_literal_file(local_grid: tuple[str, Path]) -> None:
-    url, _ = local_grid
+def test_check_a_literal_file(grid_with_dir: tuple[str, Path]) -> None:
+    url, _ = grid_with_dir
     cap = put(url, b"tiny")
     status, body, _ = post_check(url, cap, "output=JSON&repair=true")
     assert status == 200 and json.loads(body) == {"storage-index": "", "results": {"healthy": True}}
@@ -95,8 +77,8 @@ def test_check_a_literal_file(local_grid: tuple[str, Path]) -> None:
     assert status == 200 and b"File Check Results for LIT file" in page and b'href="/back"' in page
 
 
-def test_repair_through_the_cli_after_a_server_lost_its_shares(local_grid: tuple[str, Path]) -> None:
-    url, base = local_grid
+def test_repair_through_the_cli_after_a_server_lost_its_shares(grid_with_dir: tuple[str, Path]) -> None:
+    url, base = grid_with_dir
     data = os.urandom(200_000)
     cap = put(url, data)
     si = base32.b2a(caps.from_string(cap).get_storage_index())  # type: ignore[arg-type]
@@ -117,8 +99,8 @@ def test_repair_through_the_cli_after_a_server_lost_its_shares(local_grid: tuple
 
 
 @pytest.mark.parametrize("fmt", ["SDMF", "MDMF"])
-def test_mutable_repair_through_the_web_keeps_the_seqnum(local_grid: tuple[str, Path], fmt: str) -> None:
-    url, base = local_grid
+def test_mutable_repair_through_the_web_keeps_the_seqnum(grid_with_dir: tuple[str, Path], fmt: str) -> None:
+    url, base = grid_with_dir
     cap = put(url, os.urandom(5000), fmt)
     shutil.rmtree(share_dirs(base, cap)[0])
     status, body, _ = post_check(url, cap, "output=JSON&repair=true")
@@ -135,8 +117,8 @@ def test_mutable_repair_through_the_web_keeps_the_seqnum(local_grid: tuple[str, 
     assert b"File Check-And-Repair Results for SI=" in page and b"No repair necessary" in page
 
 
-def test_the_info_page_offers_a_check_form_and_the_form_posts_a_check(local_grid: tuple[str, Path]) -> None:
-    url, _ = local_grid
+def test_the_info_page_offers_a_check_form_and_the_form_posts_a_check(grid_with_dir: tuple[str, Path]) -> None:
+    url, _ = grid_with_dir
     cap = put(url, os.urandom(2000))
     status, page, _ = http("GET", f"{url}uri/{quote(cap, safe='')}?t=info")
     assert status == 200
@@ -154,8 +136,8 @@ def test_the_info_page_offers_a_check_form_and_the_form_posts_a_check(local_grid
     assert json.loads(body)["results"]["healthy"] is True
 
 
-def test_check_errors(local_grid: tuple[str, Path]) -> None:
-    url, _ = local_grid
+def test_check_errors(grid_with_dir: tuple[str, Path]) -> None:
+    url, _ = grid_with_dir
     result = tahoe("check", "-u", url, "URI:CHK:aaaa:bbbb:3:10:100", check=False)
     # A malformed cap is refused before anything is sent, in one line that does not repeat it.
     assert result.returncode == 1 and "Invalid cap" in result.stderr and "aaaa" not in result.stderr

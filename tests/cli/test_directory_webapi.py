@@ -10,15 +10,13 @@ from children JSON or ``t=uri``; we answer 409 and 400s naming the problem.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
-from tests.cli.nodes import connected, free_port, stop_pids, wait_for
+from tests.cli.nodes import local_grid
 from tests.cli.test_put_get import http
 
 LIT = "URI:LIT:nbswy3dpeb3w64tmmq"  # "hello world"
@@ -26,21 +24,8 @@ LIT = "URI:LIT:nbswy3dpeb3w64tmmq"  # "hello world"
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("dirgrid")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", "4", "--webport", str(port), str(base / "g")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: connected(url) == 4, 90, "the local grid")
+    with local_grid(tmp_path_factory.mktemp("dirgrid"), 4) as url:
         yield url
-    finally:
-        stop_pids([process.pid])
-        process.wait(30)
 
 
 def q(cap: str) -> str:

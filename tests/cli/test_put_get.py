@@ -14,35 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.nodes import connected, free_port, stop_pids, tahoe, wait_for
-from tests.cli.test_web_access_log import log_files
-
-CAP_IN_LOG = re.compile(r"URI(:|%3A)(LIT|CHK|SSK|MDMF|DIR2)", re.IGNORECASE)
+from tests.cli.nodes import free_port, local_grid, tahoe
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("grid")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", "5", "--webport", str(port), str(base / "g")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: connected(url) == 5, 90, "the local grid")
+    with local_grid(tmp_path_factory.mktemp("grid"), 5) as url:
         yield url
-    finally:
-        stop_pids([process.pid])
-        process.wait(30)
-        output = process.stdout.read().decode() if process.stdout else ""
-        assert "local grid stopped" in output
-    # Whatever the module's tests did through the gateway, no node wrote a cap into a log.
-    for path in log_files(base):
-        text = path.read_text(errors="replace")
-        assert not CAP_IN_LOG.search(text), f"{path} shows a cap: {CAP_IN_LOG.search(text)}"
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from lafs.core import base32, caps
-from tests.cli.nodes import connected, free_port, stop_pids, wait_for
+from tests.cli.nodes import connected, free_port, log_files, stop_pids, wait_for
 
 BOUNDARY = "log-test-boundary"
 
@@ -50,11 +50,6 @@ def secrets_of(cap_text: str) -> set[str]:
     if si is not None:
         found.add(base32.b2a(si))
     return found
-
-
-def log_files(base: Path) -> list[Path]:
-    """Every log a node directory of the grid holds: all under any ``logs/``, and any ``*.log``."""
-    return [p for p in base.rglob("*") if p.is_file() and ("logs" in p.relative_to(base).parts or p.suffix == ".log")]
 
 
 def test_the_logs_never_show_a_cap(tmp_path: Path) -> None:
