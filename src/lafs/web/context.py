@@ -9,6 +9,7 @@ import attrs
 
 from lafs.client.nodemaker import NodeMaker
 from lafs.client.storage_broker import StorageBroker
+from lafs.web.status import StatusTracker
 
 
 @attrs.frozen
@@ -24,3 +25,5 @@ class GatewayContext:
     node_maker: NodeMaker | None = None
     """None on a node without a client (an introducer)."""
     storage_broker: StorageBroker | None = None
+    status: StatusTracker = attrs.field(factory=StatusTracker)
+    """The operations the gateway ran, for ``/status`` (in memory, bounded)."""
