@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode, urljoin
 
 import attrs
-
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.template import Element, renderer, tags
