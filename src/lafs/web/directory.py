@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, unquote, urlencode, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
 import attrs
 from twisted.web import http
@@ -714,9 +714,9 @@ class PageURLs:
 
     @classmethod
     def of(cls, request: Any) -> PageURLs:
-        # prepath is /uri/$CAP as the browser sent it (still URL-escaped); postpath is the path below it.
-        root = "/" + "/".join(segment.decode("utf-8", "replace") for segment in request.prepath) + "/"
-        names = [unquote(segment.decode("utf-8", "replace")) for segment in request.postpath or [] if segment]
+        # prepath is /uri/$CAP, postpath the path below it (Twisted has unescaped both): escape them again.
+        root = "/" + "/".join(quote(segment, safe="") for segment in request.prepath) + "/"
+        names = [segment.decode("utf-8", "replace") for segment in request.postpath or [] if segment]
         crumbs = [("root", root)]
         url = root
         for name in names:
