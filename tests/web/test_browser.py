@@ -207,10 +207,16 @@ def test_create_a_directory_and_upload_a_3_mib_file_through_the_form(
     path = tmp_path / "three-mib.bin"
     path.write_bytes(data)
     browser.find("#upload-file").send_keys(str(path))
+    # Note (in sessionStorage, which outlives the page) whether a progress bar showed up while sending.
+    browser.driver.execute_script(
+        "new MutationObserver(function () {"
+        " if (document.querySelector('progress.upload-progress')) sessionStorage.setItem('saw-progress', '1');"
+        "}).observe(document.body, {subtree: true, childList: true});"
+    )
     browser.find("#upload-form button[type=submit]").click()
-    # The script shows a progress bar while it sends, then comes back to the directory.
-    browser.wait(lambda: browser.all("progress.upload-progress") or "three-mib.bin" in browser.driver.page_source)
+    # The script shows a progress bar while it sends, then comes back to the directory (when_done=).
     browser.wait(lambda: browser.all("a.child") and "three-mib.bin" in browser.find("#children").text, timeout=180)
+    assert browser.driver.execute_script("return sessionStorage.getItem('saw-progress')") == "1"
     browser.seen.append(browser.driver.current_url)
     browser.shot("directory-with-upload")
     row = next(r for r in browser.all("#children tr") if "three-mib.bin" in r.text)
