@@ -99,7 +99,7 @@ def error_body(request: Any, code: int, message: str) -> bytes:
     request.setResponseCode(code)
     if html.wants_html(request):
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        return html.page_now(html.ErrorPage(code, message))
+        return html.page_now(html.ErrorPage(code, message, html.back_link(request)))
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     return (message + "\n").encode("utf-8")
 

@@ -10,6 +10,7 @@ import attrs
 from lafs.client.nodemaker import NodeMaker
 from lafs.client.storage_broker import StorageBroker
 from lafs.web.operations import Operations
+from lafs.web.status import StatusTracker
 
 
 @attrs.frozen
@@ -27,3 +28,5 @@ class GatewayContext:
     storage_broker: StorageBroker | None = None
     operations: Operations = attrs.field(default=attrs.Factory(lambda self: Operations(self.reactor), takes_self=True))
     """The background deep operations (``/operations/$HANDLE``), in memory as in Tahoe."""
+    status: StatusTracker = attrs.field(factory=StatusTracker)
+    """The operations the gateway ran, for ``/status`` (in memory, bounded)."""

@@ -15,10 +15,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urlencode, urljoin
 
+import attrs
 from twisted.web import http
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.template import Element, renderer, tags
@@ -52,11 +54,11 @@ from lafs.web.common import (
     when_done_url,
 )
 from lafs.web.filenode import FileHandler
-from lafs.web.html import send_page, template
+from lafs.web.html import send_page, template, wants_html
 from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
 from lafs.web.operations import start_operation, stream_operation
 from lafs.web.request import HashingBody
-from lafs.web.unlinked import form_file, spooled_source
+from lafs.web.unlinked import form_file, publish_new, publish_over, spooled_source, upload_new
 
 # Requests that never create what is missing on their path (Tahoe's rule for intermediate directories).
 _NO_CREATE_TS = (
@@ -230,9 +232,9 @@ async def _upload(request: Any, node_maker: NodeMaker, body: Any) -> Any:
     chosen = _upload_format(request, node_maker)
     source = spooled_source(body)
     if is_mutable_format(chosen):
-        return await node_maker.create_mutable_file(source, chosen)
+        return await publish_new(request, node_maker, source, chosen)
     key_hint = body.convergent_key() if isinstance(body, HashingBody) else None
-    node, _ = await node_maker.upload_immutable(source, key_hint=key_hint)
+    node, _ = await upload_new(request, node_maker, source, key_hint)
     return node
 
 
@@ -367,6 +369,7 @@ class DirectoryHandler:
                 (b"GET", ""): self._listing,
                 (b"GET", "json"): self._json,
                 (b"GET", "info"): self._info,
+                (b"GET", "rename-form"): self._rename_form,
                 (b"GET", "uri"): self._uri,
                 (b"GET", "readonly-uri"): self._readonly_uri,
                 (b"PUT", ""): self._put_onto,
@@ -423,8 +426,13 @@ class DirectoryHandler:
 
     async def _listing(self, request: Any) -> None:
         children = await self.node.list()
-        base = request.path.decode("utf-8", "replace")
-        await send_page(request, DirectoryPage(self.node, children, base if base.endswith("/") else base + "/"))
+        await send_page(request, DirectoryPage(self.node, children, PageURLs.of(request)))
+
+    def _rename_form(self, request: Any) -> HandlerResult:
+        if self.node.is_readonly():
+            raise WebError(http.CONFLICT, "this directory is read-only: nothing in it can be renamed through this cap")
+        name = _name_arg(request, "name", "t=rename-form")
+        return send_page(request, RenameForm(name, PageURLs.of(request)))
 
     async def _json(self, request: Any) -> None:
         request.write(json_body(request, await directory_json(self.node)))
@@ -473,6 +481,10 @@ class DirectoryHandler:
     async def _mkdir_child(self, request: Any) -> None:
         t = get_t(request)
         name = get_arg(request, "name").strip()
+        if not name and b"name" in request.args and wants_html(request):
+            # A browser's form sent an empty name: the person forgot to type one (the API's bare
+            # t=mkdir, which names this directory itself, sends no name= at all).
+            raise WebError(http.BAD_REQUEST, "a new directory needs a name")
         if not name:
             # The path named this directory, made on the way here if it was missing: the job is done.
             _done(request, self.node.get_uri())
@@ -498,7 +510,7 @@ class DirectoryHandler:
             old = existing[0]
             if isinstance(old, MutableFileNode) and not old.is_readonly():
                 # As Tahoe does: uploading onto a writable mutable file replaces its contents in place.
-                await old.overwrite(spooled_source(body))
+                await publish_over(request, old, spooled_source(body))
                 _done(request, old.get_uri())
                 return
         node = await _upload(request, self.node_maker, body)
@@ -696,16 +708,59 @@ def _kind_of(node: Any) -> str:
     return "FILE" if not node.is_mutable() else "MUT-FILE"
 
 
+def _link_time(metadata: dict[str, Any], key: str) -> str:
+    """A link timestamp from Tahoe's metadata (``tahoe.linkcrtime`` / ``linkmotime``), in UTC; "" when absent."""
+    tahoe = metadata.get("tahoe")
+    when = tahoe.get(key) if isinstance(tahoe, dict) else None
+    if not isinstance(when, int | float):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(when))
+
+
+def _format_choice(name: str, options: tuple[tuple[str, str], ...]) -> Any:
+    return tags.select(*[tags.option(label, value=value) for value, label in options], name=name)
+
+
+_FILE_FORMATS = (("CHK", "Immutable"), ("SDMF", "Mutable (SDMF)"), ("MDMF", "Mutable (MDMF)"))
+_DIR_FORMATS = (("SDMF", "SDMF"), ("MDMF", "MDMF"))
+
+
+@attrs.frozen
+class PageURLs:
+    """Where a directory page is: its own URL and those of the directories above it, for breadcrumbs and forms."""
+
+    here: str
+    """This directory's page (absolute path, ending in '/'); forms post to it and come back to it."""
+    crumbs: tuple[tuple[str, str], ...]
+    """(label, URL) from the root cap down to the parent of this directory."""
+    name: str
+
+    @classmethod
+    def of(cls, request: Any) -> PageURLs:
+        # prepath is /uri/$CAP, postpath the path below it (Twisted has unescaped both): escape them again.
+        root = "/" + "/".join(quote(segment, safe="") for segment in request.prepath) + "/"
+        names = [segment.decode("utf-8", "replace") for segment in request.postpath or [] if segment]
+        crumbs = [("root", root)]
+        url = root
+        for name in names:
+            url += quote(name.encode("utf-8"), safe="") + "/"
+            crumbs.append((name, url))
+        label, here = crumbs.pop()
+        return cls(here, tuple(crumbs), label)
+
+
 class DirectoryPage(Element):
-    """``GET /uri/$DIRCAP/``: the children, linked, with their kinds and sizes (a plain page for now)."""
+    """``GET /uri/$DIRCAP/``: breadcrumbs, the children with their kinds, sizes and link times, and (when the
+    cap can write) the forms that change the directory; every form comes back here with ``when_done=``."""
 
     loader = template("directory.xml")
 
-    def __init__(self, node: DirectoryNode, children: dict[str, tuple[Any, dict[str, Any]]], base: str) -> None:
+    def __init__(self, node: DirectoryNode, children: dict[str, tuple[Any, dict[str, Any]]], urls: PageURLs) -> None:
         super().__init__()
         self._node = node
         self._children = children
-        self._base = base
+        self._urls = urls
+        self._writable = not node.is_readonly()
 
     @renderer
     def title(self, request: Any, tag: Any) -> Any:
@@ -715,13 +770,161 @@ class DirectoryPage(Element):
         return tag(f"Directory SI={short} ({access})")
 
     @renderer
+    def heading(self, request: Any, tag: Any) -> Any:
+        access = "modifiable" if self._writable else "read-only"
+        return tag(self._urls.name + "/", " ", tags.span(access, class_=f"badge {access}", id="access"))
+
+    @renderer
+    def crumbs(self, request: Any, tag: Any) -> Any:
+        parts: list[Any] = [tags.a("Welcome", href="/")]
+        for label, url in self._urls.crumbs:
+            parts += [" / ", tags.a(label, href=url)]
+        parts += [" / ", tags.span(self._urls.name)]
+        return tag(*parts)
+
+    @renderer
+    def links(self, request: Any, tag: Any) -> Any:
+        here = self._urls.here
+        items: list[Any] = [tags.a("More info", href=here + "?t=info", id="dir-info"), " · ", tags.a("JSON", href=here + "?t=json")]
+        if self._writable:
+            ro = "/uri/" + quote(self._node.get_readonly_uri(), safe="") + "/"
+            items += [" · ", tags.a("Read-only view", href=ro)]
+        return tag(*items)
+
+    @renderer
+    def action_header(self, request: Any, tag: Any) -> Any:
+        return tag("Actions") if self._writable else tag("More")
+
+    @renderer
     def rows(self, request: Any, tag: Any) -> Any:
+        if not self._children:
+            return tags.tr(tags.td("This directory is empty.", colspan="6", class_="empty"))
         rows = []
-        for name, (node, _) in sorted(self._children.items()):
-            href = self._base + quote(name.encode("utf-8"), safe="")
-            if isinstance(node, DirectoryNode):
+        for name, (node, metadata) in sorted(self._children.items()):
+            href = self._urls.here + quote(name.encode("utf-8"), safe="")
+            is_dir = isinstance(node, DirectoryNode)
+            if is_dir:
                 href += "/"
-            size = node.get_size()
-            link = tags.span(name) if isinstance(node, UnknownNode) else tags.a(name, href=href)
-            rows.append(tag.clone().fillSlots(name=link, kind=_kind_of(node), size="" if size is None else str(size)))
+            size = None if isinstance(node, UnknownNode) else node.get_size()
+            link = tags.span(name) if isinstance(node, UnknownNode) else tags.a(name, href=href, class_="child")
+            rows.append(
+                tag.clone().fillSlots(
+                    kind=tags.span(_kind_of(node), class_="kind"),
+                    name=link,
+                    size="" if size is None or is_dir else f"{size:,}",
+                    created=_link_time(metadata, "linkcrtime"),
+                    modified=_link_time(metadata, "linkmotime"),
+                    actions=self._actions(name, href, node),
+                )
+            )
         return rows
+
+    def _actions(self, name: str, href: str, node: Any) -> Any:
+        here = self._urls.here
+        actions: list[Any] = []
+        if not isinstance(node, UnknownNode):
+            actions.append(tags.a("More info", href=href + "?t=info", class_="info"))
+        if self._writable:
+            rename = here + "?" + urlencode({"t": "rename-form", "name": name})
+            actions += [
+                tags.a("Rename", href=rename, class_="rename"),
+                tags.form(
+                    tags.input(type="hidden", name="t", value="unlink"),
+                    tags.input(type="hidden", name="name", value=name),
+                    tags.input(type="hidden", name="when_done", value=here),
+                    tags.button("Unlink", type="submit", class_="unlink"),
+                    action=here,
+                    method="post",
+                    class_="inline",
+                ),
+            ]
+        return tags.span(*actions, class_="actions")
+
+    @renderer
+    def forms(self, request: Any, tag: Any) -> Any:
+        if not self._writable:
+            return tag(tags.p("This is a read-only view: it cannot be changed through this cap.", class_="hint", id="readonly-note"))
+        here = self._urls.here
+        done = tags.input(type="hidden", name="when_done", value=here)
+        upload = tags.form(
+            tags.h3("Upload a file here"),
+            tags.input(type="hidden", name="t", value="upload"),
+            done.clone(),
+            tags.input(type="file", name="file", id="upload-file"),
+            " ",
+            _format_choice("format", _FILE_FORMATS),
+            " ",
+            tags.button("Upload", type="submit"),
+            tags.div(class_="progress-area"),
+            action=here,
+            method="post",
+            enctype="multipart/form-data",
+            class_="card upload",
+            id="upload-form",
+        )
+        mkdir = tags.form(
+            tags.h3("Make a subdirectory"),
+            tags.input(type="hidden", name="t", value="mkdir"),
+            done.clone(),
+            tags.input(type="text", name="name", placeholder="name", id="mkdir-name"),
+            " ",
+            _format_choice("format", _DIR_FORMATS),
+            " ",
+            tags.button("Create", type="submit"),
+            action=here,
+            method="post",
+            enctype="multipart/form-data",
+            class_="card",
+            id="mkdir-form",
+        )
+        attach = tags.form(
+            tags.h3("Attach an existing cap"),
+            tags.input(type="hidden", name="t", value="uri"),
+            done.clone(),
+            tags.input(type="text", name="name", placeholder="name", id="attach-name"),
+            tags.input(type="text", name="uri", placeholder="URI:...", id="attach-uri"),
+            " ",
+            tags.button("Attach", type="submit"),
+            action=here,
+            method="post",
+            enctype="multipart/form-data",
+            class_="card",
+            id="attach-form",
+        )
+        return tag(upload, mkdir, attach)
+
+
+class RenameForm(Element):
+    """``GET /uri/$DIRCAP/?t=rename-form&name=NAME``: a form that renames one child, then comes back."""
+
+    loader = template("rename.xml")
+
+    def __init__(self, name: str, urls: PageURLs) -> None:
+        super().__init__()
+        self._name = name
+        self._urls = urls
+
+    @renderer
+    def crumbs(self, request: Any, tag: Any) -> Any:
+        return tag(tags.a("Welcome", href="/"), " / ", tags.a(self._urls.name, href=self._urls.here), " / rename")
+
+    @renderer
+    def heading(self, request: Any, tag: Any) -> Any:
+        return tag("Rename ", tags.code(self._name))
+
+    @renderer
+    def form(self, request: Any, tag: Any) -> Any:
+        here = self._urls.here
+        return tag(
+            tags.input(type="hidden", name="t", value="rename"),
+            tags.input(type="hidden", name="from_name", value=self._name),
+            tags.input(type="hidden", name="when_done", value=here),
+            tags.label("New name: ", tags.input(type="text", name="to_name", value=self._name, id="to-name")),
+            " ",
+            tags.button("Rename", type="submit"),
+            " ",
+            tags.a("Cancel", href=here),
+            action=here,
+            method="post",
+            enctype="multipart/form-data",
+        )

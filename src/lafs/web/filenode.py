@@ -28,7 +28,8 @@ from lafs.web.common import (
 )
 from lafs.web.html import send_page
 from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
-from lafs.web.unlinked import form_file, spooled_source
+from lafs.web.status import Kind, Operation, tracked
+from lafs.web.unlinked import form_file, publish_over, spooled_source
 
 
 class Readable(Protocol):
@@ -119,7 +120,7 @@ class FileHandler:
         return self._overwrite(request, node, form_file(request), when_done=get_arg(request, "when_done"))
 
     async def _overwrite(self, request: Any, node: MutableFileNode, body: Any, when_done: str = "") -> None:
-        await node.overwrite(spooled_source(body))
+        await publish_over(request, node, spooled_source(body))
         self._written(request, node, when_done)
 
     async def _update(self, request: Any, node: MutableFileNode, offset: int) -> None:
@@ -187,6 +188,10 @@ class FileHandler:
             if encoding:
                 request.setHeader(b"content-encoding", encoding.encode("ascii"))
             request.setHeader(b"accept-ranges", b"bytes")
+            # A file's bytes are whatever its uploader chose: an HTML file viewed here must not run
+            # script in the gateway's origin (where it could read other caps), nor be sniffed into HTML.
+            request.setHeader(b"content-security-policy", b"sandbox")
+            request.setHeader(b"x-content-type-options", b"nosniff")
             if save and filename:
                 request.setHeader(b"content-disposition", f'attachment; filename="{filename}"'.encode())
             if partial:
@@ -198,11 +203,17 @@ class FileHandler:
             send_headers()
         else:
             # Headers go out only once the shares are found, so a missing file still gets a 410.
-            throttle = _Throttle(request)
-            try:
-                await node.read(throttle.write, offset=first, length=length, on_start=send_headers)
-            finally:
-                request.unregisterProducer()
+            kind: Kind = "retrieve" if isinstance(node, MutableFileNode) else "download"
+
+            async def work(operation: Operation) -> None:
+                operation.identify(getattr(node, "get_storage_index", lambda: None)())
+                throttle = _Throttle(request, operation)
+                try:
+                    await node.read(throttle.write, offset=first, length=length, on_start=send_headers)
+                finally:
+                    request.unregisterProducer()
+
+            await tracked(request, kind, length, work)
         request.finish()
 
 
@@ -210,8 +221,9 @@ class FileHandler:
 class _Throttle:
     """Flow control for a download: when the HTTP client falls behind, wait instead of buffering."""
 
-    def __init__(self, request: Any) -> None:
+    def __init__(self, request: Any, operation: Operation) -> None:
         self.request = request
+        self.operation = operation
         self.paused = False
         self.waiting: defer.Deferred[None] | None = None
         request.registerProducer(self, True)
@@ -232,6 +244,7 @@ class _Throttle:
 
     def write(self, data: bytes) -> defer.Deferred[None] | None:
         self.request.write(data)
+        self.operation.advance(len(data))
         if self.paused:
             self.waiting = defer.Deferred()
             return self.waiting

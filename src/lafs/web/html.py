@@ -60,10 +60,11 @@ class ErrorPage(Element):
 
     loader = template("error.xml")
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, back: str | None = None) -> None:
         super().__init__()
         self._code = code
         self._message = message
+        self._back = back
 
     @renderer
     def title(self, request: Any, tag: Any) -> Any:
@@ -73,6 +74,23 @@ class ErrorPage(Element):
     @renderer
     def message(self, request: Any, tag: Any) -> Any:
         return tag(self._message)
+
+    @renderer
+    def back(self, request: Any, tag: Any) -> Any:
+        links: list[Any] = []
+        if self._back:
+            links += [tags.a("Go back", href=self._back, id="back"), " · "]
+        return tag(*links, "Return to the ", tags.a("Welcome Page", href="/"))
+
+
+def back_link(request: Any) -> str | None:
+    """Where an error page's "Go back" leads: the page a form was to come back to (``when_done=``),
+    when that is a path on this gateway (never another site: an error page is no open redirect)."""
+    values = request.args.get(b"when_done") or []
+    target = values[0].decode("utf-8", "replace") if values else ""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
 
 
 def link_list(items: list[Any]) -> Any:

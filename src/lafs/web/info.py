@@ -52,6 +52,15 @@ def not_modified(request: Any, node: Node, t: str) -> bool:
     return bool(request.setETag(f"{base32.b2a(si)}-{t}".encode()) == http.CACHED)
 
 
+def _cap_cell(cap: str, anchor: str, linked: bool, directory: bool) -> Any:
+    """A cap as text to copy and (for caps the gateway can open) as a link to open it."""
+    text = tags.code(cap, id=anchor, class_="cap")
+    if not linked:
+        return text
+    href = "/uri/" + quote(cap, safe="") + ("/" if directory else "")
+    return tags.span(text, " ", tags.a("open", href=href, id=anchor + "-link"))
+
+
 def _kind(node: Node) -> str:
     if node.is_directory():
         return "mutable directory" if node.is_mutable() else "immutable directory"
@@ -76,15 +85,22 @@ class InfoPage(Element):
         node = self._node
         info = node_json(node)[1]
         si = node.get_storage_index()
-        rows = [
+        rows: list[tuple[str, Any]] = [
             ("Object type", _kind(node)),
             ("Format", str(info.get("format", ""))),
             ("Size", str(info.get("size", "?"))),
-            ("Storage index", base32.b2a(si) if si else "none (the data is in the cap)"),
-            ("Read-only cap", str(info.get("ro_uri", ""))),
-            ("Verify cap", str(info.get("verify_uri", "none"))),
+            ("Storage index", tags.code(base32.b2a(si) if si else "none (the data is in the cap)")),
         ]
-        return [tag.clone().fillSlots(name=name, value=tags.code(value)) for name, value in rows]
+        # Each cap only when this node has it: a read-only view must not show (or hint at) a write cap.
+        for label, key, anchor in (("Read-write cap", "rw_uri", "rw-cap"), ("Read-only cap", "ro_uri", "ro-cap"), ("Verify cap", "verify_uri", "verify-cap")):
+            cap = info.get(key)
+            if cap:
+                rows.append((label, _cap_cell(cap, anchor, linked=key != "verify_uri", directory=node.is_directory())))
+        return [tag.clone().fillSlots(name=name, value=value) for name, value in rows]
+
+    @renderer
+    def json(self, request: Any, tag: Any) -> Any:
+        return tag(json.dumps(node_json(self._node), indent=1))
 
     @renderer
     def check_form(self, request: Any, tag: Any) -> Any:

@@ -24,6 +24,7 @@ from lafs.web.common import (
 )
 from lafs.web.html import link_list, send_page, template
 from lafs.web.request import HashingBody
+from lafs.web.status import CountingSource, Operation, tracked
 
 
 class UnlinkedUploads:
@@ -53,8 +54,7 @@ class UnlinkedUploads:
 
     async def create_mutable(self, request: Any, body: Any, when_done: str = "") -> None:
         """A new mutable file holding ``body``; answers with its write cap (or goes to ``when_done=``)."""
-        source = spooled_source(body)
-        node = await self.node_maker.create_mutable_file(source, self._mutable_format(request))
+        node = await publish_new(request, self.node_maker, spooled_source(body), self._mutable_format(request))
         cap = node.get_uri()
         if when_done:
             request.redirect(urljoin(request.prePathURL().decode("utf-8"), when_done_url(when_done, cap)).encode("utf-8"))
@@ -70,7 +70,7 @@ class UnlinkedUploads:
         source = spooled_source(body)
         key_hint = body.convergent_key() if isinstance(body, HashingBody) else None
         started = time.monotonic()
-        node, result = await self.node_maker.upload_immutable(source, key_hint=key_hint)
+        node, result = await upload_new(request, self.node_maker, source, key_hint)
         cap = node.get_uri()
         if when_done:
             target = when_done_url(when_done, cap)
@@ -91,12 +91,48 @@ class UnlinkedUploads:
         return list(self.broker.all_servers()) if self.broker is not None else []
 
 
+async def upload_new(request: Any, node_maker: NodeMaker, source: FileSource, key_hint: bytes | None) -> tuple[Node, UploadResult]:
+    """An immutable upload, recorded on the status page."""
+
+    async def work(operation: Operation) -> tuple[Node, UploadResult]:
+        node, result = await node_maker.upload_immutable(CountingSource(source, operation), key_hint=key_hint)
+        operation.identify(node.get_storage_index())
+        return node, result
+
+    answer: tuple[Node, UploadResult] = await tracked(request, "upload", source.size, work)
+    return answer
+
+
+async def publish_new(request: Any, node_maker: NodeMaker, source: FileSource, file_format: str | None) -> Any:
+    """A new mutable file, its first publish recorded on the status page."""
+
+    async def work(operation: Operation) -> Any:
+        node = await node_maker.create_mutable_file(CountingSource(source, operation), file_format)
+        operation.identify(node.get_storage_index())
+        return node
+
+    return await tracked(request, "publish", source.size, work)
+
+
+async def publish_over(request: Any, node: Any, source: FileSource) -> None:
+    """A new version of a mutable file, recorded on the status page."""
+
+    async def work(operation: Operation) -> None:
+        operation.identify(node.get_storage_index())
+        await node.overwrite(CountingSource(source, operation))
+
+    await tracked(request, "publish", source.size, work)
+
+
 def form_file(request: Any) -> Any:
     """The ``file`` field of an upload form (spooled, when the form was multipart)."""
     form_error = getattr(request, "form_error", None)
     if form_error:
         raise WebError(http.BAD_REQUEST, f"the upload form could not be read: {form_error}")
     body = getattr(request, "form_files", {}).get("file")
+    if body is not None and getattr(request, "form_filenames", {}).get("file") == "" and body.size == 0:
+        # What a browser sends when no file was chosen: refuse it rather than store an empty nameless file.
+        raise WebError(http.BAD_REQUEST, "no file was chosen: pick a file to upload")
     if body is None:
         fields = request.args.get(b"file")
         if not fields:
