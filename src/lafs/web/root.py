@@ -11,6 +11,7 @@ from twisted.web.static import File
 from lafs.web.context import GatewayContext
 from lafs.web.html import STATIC
 from lafs.web.operations import OperationsRoot
+from lafs.web.storage_status import StoragePage
 from lafs.web.uri import NamedRoot, URIRoot
 from lafs.web.welcome import WelcomePage
 
@@ -29,6 +30,7 @@ class RootResource(Resource):
         super().__init__()
         self.welcome = WelcomePage(context)
         self.putChild(b"static", StaticFiles(STATIC.path))  # type: ignore[arg-type]
+        self.putChild(b"storage", StoragePage(context))  # type: ignore[arg-type]
         if context.node_maker is not None:
             uri = URIRoot(context.node_maker, context.storage_broker)
             self.putChild(b"uri", uri)  # type: ignore[arg-type]
