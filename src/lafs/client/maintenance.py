@@ -115,7 +115,7 @@ class MaintenanceService(service.Service):
         if self._running is not None:
             # Let the run under way finish its current object; its summary is still saved.
             return self._running
-        return None
+        return defer.succeed(None)
 
     def _schedule(self, when: float) -> None:
         self.next_run = when
@@ -129,6 +129,11 @@ class MaintenanceService(service.Service):
             log.info("maintenance: the previous run is still going; this turn is skipped")
             return
         self.run_now()
+
+    @property
+    def run_in_progress(self) -> defer.Deferred[Any] | None:
+        """The run under way (fires with its summary), or None."""
+        return self._running
 
     def run_now(self) -> defer.Deferred[dict[str, Any]] | None:
         """Start a run unless one is going (then None); fires with the run's summary."""
