@@ -38,6 +38,8 @@ KNOWN_KEYS: dict[str, frozenset[str]] = {
             "introducer.furl", "helper.furl", "shares.needed", "shares.happy", "shares.total",
             "mutable.format", "peers.preferred", "force_foolscap", "storage.plugins",
             "shares._max_immutable_segment_size_for_testing",
+            # lafs's own (beyond Tahoe): automatic maintenance, docs/maintenance.md.
+            "maintenance.targets", "maintenance.interval", "maintenance.concurrency", "maintenance.pause",
         }
     ),
     "storage": frozenset(
@@ -93,6 +95,23 @@ class ClientSettings:
     mutable_format: str
     """``"sdmf"`` or ``"mdmf"``: what new mutable files and directories are made with."""
     force_foolscap: bool
+    maintenance: MaintenanceSettings | None = None
+    """None unless ``[client]maintenance.targets`` names something to keep alive."""
+
+
+@attrs.frozen
+class MaintenanceSettings:
+    """``[client]maintenance.*`` (lafs's own, docs/maintenance.md): what to deep-check, repair and
+    renew leases on, how often, and how gently."""
+
+    targets: tuple[str, ...]
+    """Aliases (``tahoe:``) and directory or file caps, in the order given."""
+    interval: int
+    """Seconds from the start of one run to the start of the next."""
+    concurrency: int = 2
+    """Objects of one directory worked on at once."""
+    pause: float = 0.0
+    """Seconds to wait before working on each object (0: no pause)."""
 
 
 class ExpirationMode(enum.Enum):
@@ -143,19 +162,36 @@ _DURATION_UNITS = (("day", _DAY), ("month", 31 * _DAY), ("mo", 31 * _DAY), ("yea
 _CUTOFF_DATE = re.compile(r"\A([0-9]{4})-([0-9]{2})-([0-9]{2})\Z")
 
 
+# lafs's own intervals (maintenance.*) take shorter units as well; longest names first.
+_INTERVAL_UNITS = (
+    ("second", 1), ("sec", 1), ("minute", 60), ("min", 60), ("hour", 3600), ("week", 7 * _DAY), *_DURATION_UNITS
+)
+
+
+def _parse_units(text: str, units: tuple[tuple[str, int], ...], example: str) -> int:
+    stripped = text.strip()
+    body = stripped[:-1] if stripped.endswith("s") else stripped
+    for unit, seconds in sorted(units, key=lambda u: -len(u[0])):
+        if body.endswith(unit):
+            number = body[: -len(unit)].strip()
+            if not number.isdigit():
+                raise ValueError(f"{text!r} must start with a whole number of {unit}s (like {example!r})")
+            return int(number) * seconds
+    names = ", ".join(dict.fromkeys(unit for unit, _ in units))
+    raise ValueError(f"{text!r} has no unit: use one of {names} (an 's' may follow), like {example!r}")
+
+
 def parse_duration(text: str) -> int:
     """Seconds in a duration string like ``7days``, ``31day``, ``60 days``, ``2mo``, ``3 month``,
     ``2years``: a whole number, optional spaces, a unit (day, month, mo, year; an ``s`` may
     follow).  Units are lower case, as in Tahoe.  ValueError names what is wrong."""
-    stripped = text.strip()
-    body = stripped[:-1] if stripped.endswith("s") else stripped
-    for unit, seconds in _DURATION_UNITS:
-        if body.endswith(unit):
-            number = body[: -len(unit)].strip()
-            if not number.isdigit():
-                raise ValueError(f"{text!r} must start with a whole number of {unit}s (like '60 days')")
-            return int(number) * seconds
-    raise ValueError(f"{text!r} has no unit: use day(s), month(s), mo or year(s), like '60 days'")
+    return _parse_units(text, _DURATION_UNITS, "60 days")
+
+
+def parse_interval(text: str) -> int:
+    """Like `parse_duration` (the units Tahoe takes) plus second/sec, minute/min, hour and week:
+    ``12 hours``, ``1 day``, ``90 minutes``.  For lafs's own settings, so Tahoe's stay as strict as Tahoe."""
+    return _parse_units(text, _INTERVAL_UNITS, "12 hours")
 
 
 def parse_cutoff_date(text: str) -> int:
@@ -168,6 +204,11 @@ def parse_cutoff_date(text: str) -> int:
     except ValueError as e:
         raise ValueError(f"{text!r} is not a real date: {e}") from None
     return calendar.timegm(day.timetuple())
+
+
+def _cap_free(text: str) -> str:
+    """A target as an error may show it: a cap's secret part left out."""
+    return text[:8] + "..." if text.startswith("URI:") else text
 
 
 class NodeConfig:
@@ -263,6 +304,7 @@ class NodeConfig:
             preferred_peers=tuple(p.strip() for p in self.get("client", "peers.preferred").split(",") if p.strip()),
             mutable_format=fmt,
             force_foolscap=self.get_bool("client", "force_foolscap", False),
+            maintenance=self._maintenance_settings(),
         )
         self.storage = StorageSettings(
             enabled=self.get_bool("storage", "enabled", True),
@@ -273,6 +315,53 @@ class NodeConfig:
             force_foolscap=self.get_bool("storage", "force_foolscap", False),
             expiration=self._expiration_settings(),
         )
+
+    def _maintenance_settings(self) -> MaintenanceSettings | None:
+        """``[client]maintenance.*``: off (None) without targets; with targets an interval is required."""
+        targets_text = self.get_optional("client", "maintenance.targets")
+        targets = tuple(t.strip() for t in (targets_text or "").split(",") if t.strip())
+        others = [key for key in ("maintenance.interval", "maintenance.concurrency", "maintenance.pause")
+                  if self.has("client", key)]
+        if not targets:
+            if others:
+                raise ConfigError(
+                    f"{self._where('client', others[0])}: set, but [client]maintenance.targets names nothing to "
+                    "maintain (aliases like 'tahoe:' or caps, comma-separated)"
+                )
+            return None
+        for target in targets:
+            if not target.startswith("URI:") and not (target.endswith(":") and ":" not in target[:-1] and target[:-1]):
+                raise ConfigError(
+                    f"{self._where('client', 'maintenance.targets')}: {_cap_free(target)!r} is neither an alias "
+                    "('tahoe:', with its colon) nor a cap (URI:...)"
+                )
+        interval_text = self.get_optional("client", "maintenance.interval")
+        if not interval_text:
+            raise ConfigError(
+                f"{self._where('client', 'maintenance.interval')}: missing; with maintenance.targets set it says "
+                "how often to run, like '1 day' or '12 hours'"
+            )
+        try:
+            interval = parse_interval(interval_text)
+        except ValueError as e:
+            raise ConfigError(f"{self._where('client', 'maintenance.interval')}: {e}") from None
+        if interval < 60:
+            raise ConfigError(f"{self._where('client', 'maintenance.interval')}: {interval_text!r} is shorter than a minute")
+        concurrency = self.get_int("client", "maintenance.concurrency", 2)
+        if not 1 <= concurrency <= 100:
+            raise ConfigError(f"{self._where('client', 'maintenance.concurrency')}: must be between 1 and 100")
+        pause = 0.0
+        pause_text = self.get_optional("client", "maintenance.pause")
+        if pause_text:
+            try:
+                pause = float(pause_text)
+            except ValueError:
+                raise ConfigError(
+                    f"{self._where('client', 'maintenance.pause')}: {pause_text!r} is not a number of seconds (like 0.5)"
+                ) from None
+            if not 0 <= pause <= 3600:
+                raise ConfigError(f"{self._where('client', 'maintenance.pause')}: must be between 0 and 3600 seconds")
+        return MaintenanceSettings(targets=targets, interval=interval, concurrency=concurrency, pause=pause)
 
     def _expiration_settings(self) -> ExpirationSettings:
         """``[storage]expire.*`` checked as Tahoe 1.20 checks them (observed on the real program):

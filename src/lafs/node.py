@@ -15,6 +15,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from lafs import isal
+from lafs.client.maintenance import MaintenanceService
 from lafs.client.nodemaker import NodeMaker
 from lafs.client.storage_broker import StorageBroker
 from lafs.config import ConfigError, NodeConfig
@@ -35,7 +36,7 @@ from lafs.storage.server import StorageServer
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import HTTPConnector
 from lafs.tub import NodeTub
-from lafs.web.context import GatewayContext
+from lafs.web.context import GatewayContext, StorageStatus
 from lafs.web.server import WebGateway
 from lafs.workers import reactor_workers
 
@@ -103,6 +104,7 @@ class Node(service.MultiService):
         self.node_maker: NodeMaker | None = None
         self.key_pool: KeyPool | None = None
         self.web: WebGateway | None = None
+        self.maintenance: MaintenanceService | None = None
         self._permutation_seed: str | None = None
         self._foolscap_storage: FoolscapStorageServer | None = None
         self.https = https
@@ -175,6 +177,8 @@ def build_node(basedir: str, *, reactor: Any) -> Node:
             introducer_statuses=lambda: [client.connection_status() for client in node.introducer_clients],
             node_maker=node.node_maker,
             storage_broker=node.storage_broker,
+            storage_status=None if node.storage_server is None else _storage_status(node.storage_server, config),
+            maintenance_status=None if node.maintenance is None else node.maintenance.status,
         )
         node.web = WebGateway(context, config.node.web_port)
         node.web.setServiceParent(node)
@@ -323,6 +327,11 @@ def _add_client(node: Node, config: NodeConfig, identity: NodeIdentity, tub: Nod
         key_pool=key_pool,
         mutable_format=config.client.mutable_format.upper(),
     )
+    if config.client.maintenance is not None:
+        node.maintenance = MaintenanceService(
+            config.client.maintenance, node.node_maker.node_from_string, config.basedir, clock=reactor
+        )
+        node.maintenance.setServiceParent(node)
 
 
 def _add_storage(node: Node, config: NodeConfig, identity: NodeIdentity, nodeid: bytes, reactor: Any) -> None:
@@ -344,6 +353,16 @@ def _add_storage(node: Node, config: NodeConfig, identity: NodeIdentity, nodeid:
     if node.https is not None:
         http_storage = HTTPStorageServer(server, node.storage_swissnum.encode("ascii"))
         node.https.serve(http_storage.site(reactor), node.tub.getCertData())
+
+
+def _storage_status(server: StorageServer, config: NodeConfig) -> Callable[[], StorageStatus]:
+    nodeid = base32.b2a(server.nodeid)
+
+    def status() -> StorageStatus:
+        return StorageStatus(nickname=config.nickname, nodeid=nodeid, data=server.status_json(), expiration=(
+            server.crawler_status()["expiration"]))
+
+    return status
 
 
 def _storage_swissnum(config: NodeConfig) -> str:

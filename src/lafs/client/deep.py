@@ -345,16 +345,20 @@ async def deep_check(
     on_object: Callable[[dict[str, Any]], None] | None = None,
     concurrency: int = 10,
     results: DeepCheckResults | None = None,
+    pace: Callable[[], Awaitable[None]] | None = None,
 ) -> DeepCheckResults:
     """Check (``repair``: and repair) every object below ``root`` once; ``on_object`` gets each stream line.
 
     ``results``, when given, is filled in as the walk goes (what a status page shows meanwhile).
+    ``pace``, when given, is awaited before each object is checked (a rate limit).
     """
     totals = results if results is not None else DeepCheckResults(root.get_storage_index(), repair)
 
     async def work(node: Any, path: Path) -> CheckResults | CheckAndRepairResults | None:
         if isinstance(node, UnknownNode) or not hasattr(node, "check"):
             return None
+        if pace is not None:
+            await pace()
         if repair:
             result: CheckResults | CheckAndRepairResults = await node.check_and_repair(verify=verify, add_lease=add_lease)
         else:

@@ -59,6 +59,9 @@ class SpaceStats:
 
     total: int | None
     free: int | None
+    """What an unprivileged process may use (``statvfs`` ``f_bavail``)."""
+    free_for_root: int | None = None
+    """Including blocks kept for the superuser (``f_bfree``); None: the same as ``free``."""
 
 
 @attrs.frozen

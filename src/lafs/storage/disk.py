@@ -118,7 +118,11 @@ class DiskBackend:
 
     def space(self) -> SpaceStats:
         stats = os.statvfs(self.storage_dir)
-        return SpaceStats(total=int(stats.f_blocks * stats.f_frsize), free=int(stats.f_bavail * stats.f_frsize))
+        return SpaceStats(
+            total=int(stats.f_blocks * stats.f_frsize),
+            free=int(stats.f_bavail * stats.f_frsize),
+            free_for_root=int(stats.f_bfree * stats.f_frsize),
+        )
 
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
         bucket = os.path.join(self.shares_dir, storage_index_to_dir(storage_index))

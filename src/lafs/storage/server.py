@@ -128,6 +128,32 @@ class StorageServer(service.MultiService):
             "expiration": None if checker is None else checker.expiration_summary(),
         }
 
+    def status_json(self) -> dict[str, Any]:
+        """Tahoe 1.20's ``/storage?t=json``: ``stats`` (space, in Tahoe's ``storage_server.*`` keys),
+        ``bucket-counter``, ``lease-checker``, ``lease-checker-progress``; plus lafs's
+        ``bucket-counter-progress`` and ``expiration``.  Space the backend cannot tell is None."""
+        space = self.backend.space()
+        free_for_root = space.free_for_root if space.free_for_root is not None else space.free
+        available = self.available_space()
+        stats: dict[str, Any] = {
+            "storage_server.allocated": sum(self._allocations.values()),
+            "storage_server.reserved_space": self.reserved_space,
+            "storage_server.disk_total": space.total,
+            "storage_server.disk_used": (
+                None if space.total is None or free_for_root is None else space.total - free_for_root
+            ),
+            "storage_server.disk_free_for_root": free_for_root,
+            "storage_server.disk_free_for_nonroot": space.free,
+            "storage_server.disk_avail": None if space.free is None else available,
+            "storage_server.accepting_immutable_shares": int(not self.readonly and available > 0),
+        }
+        crawlers = self.crawler_status()
+        data: dict[str, Any] = {"stats": stats}
+        for key in ("bucket-counter", "lease-checker", "lease-checker-progress", "bucket-counter-progress", "expiration"):
+            if crawlers[key] is not None:
+                data[key] = crawlers[key]
+        return data
+
     def stopService(self) -> Any:
         aborts = [defer.Deferred.fromCoroutine(writer.abort()) for writer in list(self._writers.values())]
         stopped = super().stopService()

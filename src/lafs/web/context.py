@@ -14,6 +14,19 @@ from lafs.web.status import StatusTracker
 
 
 @attrs.frozen
+class StorageStatus:
+    """What ``/storage`` shows of the node's storage server, read when the page is asked for."""
+
+    nickname: str
+    nodeid: str
+    """The Tub ID, base32 (as Tahoe's page shows it)."""
+    data: dict[str, Any]
+    """Tahoe's ``/storage?t=json`` (``StorageServer.status_json``)."""
+    expiration: dict[str, Any] | None
+    """The lease checker's configured rule (``LeaseChecker.expiration_summary``); None without crawlers."""
+
+
+@attrs.frozen
 class GatewayContext:
     reactor: Any
     nickname: str
@@ -26,6 +39,10 @@ class GatewayContext:
     node_maker: NodeMaker | None = None
     """None on a node without a client (an introducer)."""
     storage_broker: StorageBroker | None = None
+    storage_status: Callable[[], StorageStatus] | None = None
+    """None on a node without a storage server (``/storage`` then says so)."""
+    maintenance_status: Callable[[], dict[str, Any]] | None = None
+    """Automatic maintenance's state and last run (``MaintenanceService.status``); None when it is off."""
     operations: Operations = attrs.field(default=attrs.Factory(lambda self: Operations(self.reactor), takes_self=True))
     """The background deep operations (``/operations/$HANDLE``), in memory as in Tahoe."""
     status: StatusTracker = attrs.field(factory=StatusTracker)

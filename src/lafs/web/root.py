@@ -12,6 +12,7 @@ from lafs.web.context import GatewayContext
 from lafs.web.html import STATIC
 from lafs.web.operations import OperationsRoot
 from lafs.web.status import StatusResource
+from lafs.web.storage_status import StoragePage
 from lafs.web.uri import NamedRoot, URIRoot
 from lafs.web.welcome import WelcomePage
 
@@ -31,6 +32,7 @@ class RootResource(Resource):
         self.welcome = WelcomePage(context)
         self.putChild(b"static", StaticFiles(STATIC.path))  # type: ignore[arg-type]
         self.putChild(b"status", StatusResource(context.status))  # type: ignore[arg-type]
+        self.putChild(b"storage", StoragePage(context))  # type: ignore[arg-type]
         if context.node_maker is not None:
             uri = URIRoot(context.node_maker, context.storage_broker)
             self.putChild(b"uri", uri)  # type: ignore[arg-type]

@@ -30,7 +30,10 @@ def welcome_json(context: GatewayContext) -> dict[str, Any]:
                 "last_received_data": handle.last_received_data,
             }
         )
-    return {"introducers": {"statuses": statuses}, "servers": servers}
+    data: dict[str, Any] = {"introducers": {"statuses": statuses}, "servers": servers}
+    if context.maintenance_status is not None:
+        data["maintenance"] = context.maintenance_status()  # lafs's own; only when configured
+    return data
 
 
 class WelcomePage(Resource):
@@ -98,6 +101,33 @@ class WelcomeElement(Element):
                 )
             )
         return rows
+
+    @renderer
+    def maintenance(self, request: Any, tag: Any) -> Any:
+        status = self._status.get("maintenance")
+        if status is None:
+            return ""
+        return tag(tags.h2("Automatic maintenance"), tags.p(maintenance_text(status)))
+
+
+def maintenance_text(status: dict[str, Any]) -> str:
+    """One line on the automatic maintenance: under way, or the last run's totals."""
+    targets = ", ".join(status["targets"])
+    if status["running"]:
+        done = status["current-run"] or {}
+        return f"Running over {targets}: {done.get('checked', 0)} checked so far."
+    last = status["last-run"]
+    if last is None:
+        text = f"Targets {targets}: no run yet."
+    else:
+        text = (
+            f"Last run over {targets} finished {_ago(last['finished'])}: {last['checked']} checked, "
+            f"{last['healthy']} healthy, {last['repaired']} repaired, {last['unrecoverable']} unrecoverable, "
+            f"{last['leases-renewed']} leases renewed, {len(last['errors'])} errors."
+        )
+    if status["next-run"] is not None:
+        text += f" Next run in {max(0, int(status['next-run'] - time.time()))}s."
+    return text
 
 
 def _ago(when: float | None) -> str:
