@@ -464,6 +464,12 @@ def _interpret(write: str | None, read: str | None, deep_immutable: bool) -> Chi
     return ChildCaps(None, read if read.startswith((_RO, _IMM)) else _RO + read, None)
 
 
+# A directory's children are described again at every listing and lookup: keep the answers
+# (ChildCaps and the caps in it are immutable values).
+_interpret_uncached = _interpret
+_interpret = functools.lru_cache(maxsize=1 << 15)(_interpret_uncached)
+
+
 def describe_child(child: Child, *, deep_immutable: bool = False, writable: bool = True) -> ChildCaps:
     """The caps Tahoe lists for a stored child, or the error for which it hides the child.
 
