@@ -185,6 +185,27 @@ def test_rw_cap_encryption_round_trips_and_is_deterministic() -> None:
     assert len(encrypt_rw_uri(WRITEKEY, b"")) == 48
 
 
+def test_repacking_reuses_only_canonical_rwcapdata() -> None:
+    # An unchanged child's rwcapdata is reused when packing it again; a slot
+    # whose salt or MAC is not what encrypt_rw_uri writes is re-encrypted, as Tahoe does.
+    good = encrypt_rw_uri(WRITEKEY, SSK.encode())
+    ro = SSK_RO.encode()
+    for stored in (good, good[:-1] + bytes([good[-1] ^ 1]), bytes([good[0] ^ 1]) + good[1:]):
+        packed = _entry(b"a", ro, stored)
+        children = unpack_children(packed, WRITEKEY)
+        if stored == good:
+            assert children["a"].rw_uri == SSK
+            assert pack_children(children, WRITEKEY) == packed
+        else:
+            assert pack_children(children, WRITEKEY) == pack_children(
+                [Child("a", children["a"].ro_uri, children["a"].rw_uri, {})], WRITEKEY
+            )
+    # Another directory's writekey never reuses this one's slot.
+    other = bytes(16)
+    children = unpack_children(_entry(b"a", ro, good), WRITEKEY)
+    assert pack_children(children, other) == pack_children([Child("a", SSK_RO, SSK, {})], other)
+
+
 def test_short_rwcapdata_is_refused_by_a_writer() -> None:
     data = _entry(b"a", LIT.encode(), b"xxxxx")
     with pytest.raises(DirnodeFormatError, match="shorter"):

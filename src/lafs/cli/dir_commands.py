@@ -7,6 +7,7 @@ what Tahoe 1.20 prints, but always on one line.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ from lafs.cli.listing import UNKNOWN_WARNING, ListOptions, format_listing
 from lafs.cli.paths import GridPath, LocalPath, parse_location
 from lafs.cli.webapi import WebAPIError, call, check, error_message, get_json, request
 from lafs.core.errors import LafsError
+
+UPLOADS_IN_FLIGHT = 4  # cp's concurrent file uploads to the node
 
 NO_SUCH_FILE_EXIT = 2  # Tahoe's `ls` exits 2 for a missing path (its other commands exit 1).
 
@@ -512,12 +515,41 @@ class _Copier:
         self.copy_children(source, directory)
 
     def copy_children(self, source: _LocalDir | _GridDir, directory: GridPath | LocalPath) -> None:
-        for child in self.resolved_children(source):
+        children = self.resolved_children(source)
+        if isinstance(directory, GridPath):
+            # As Tahoe's cp does: a directory's local files are uploaded unlinked, then linked
+            # in one t=set_children, rather than changing the directory once per file.
+            local = [child for child in children if isinstance(child, _LocalFile)]
+            self.upload_into(directory, local)
+            children = [child for child in children if not isinstance(child, _LocalFile)]
+        for child in children:
             assert child.name is not None  # children always have names
             if isinstance(child, (_LocalDir, _GridDir)):
                 self.copy_dir(child, self.child(directory, child.name))
             else:
                 self.copy_file(child, self.child(directory, child.name))
+
+    def upload_into(self, directory: GridPath, files: list[_LocalFile]) -> None:
+        """Upload local files (a few at a time) with ``PUT /uri``, then link them all into ``directory``."""
+        if not files:
+            return
+        url, io = self.url, self.io
+
+        def upload(source: _LocalFile) -> str:
+            with open(source.path, "rb") as f:
+                response = request(url, "PUT", "/uri", f, os.fstat(f.fileno()).st_size, io)
+                check(response, "PUT")
+                return response.read().decode("ascii").strip()
+
+        children: dict[str, Any] = {}
+        with concurrent.futures.ThreadPoolExecutor(UPLOADS_IN_FLIGHT) as pool:
+            for source, cap in zip(files, pool.map(upload, files), strict=True):
+                assert source.name is not None
+                children[source.name] = ["filenode", {"ro_uri": cap, "metadata": {}}]
+                self.done.files += 1
+                self.report()
+        body = json.dumps(children).encode("utf-8")
+        call(url, "POST", directory.url_path() + "?t=set_children", io, body, what="set_children")
 
     def copy_file(self, source: _Source, target: GridPath | LocalPath) -> None:
         io = self.io

@@ -28,6 +28,8 @@ Cap strings are ``str``.  Stored cap bytes that are not UTF-8 are decoded with
 
 from __future__ import annotations
 
+import functools
+import hmac as _hmac
 import json
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -37,7 +39,7 @@ import attrs
 
 from lafs.core import caps, hashes
 from lafs.core.caps import MustBeDeepImmutableError
-from lafs.core.crypto import aes_ctr
+from lafs.core.crypto import aes_ctr_short
 from lafs.core.errors import FormatError, LafsError
 from lafs.core.netstring import netstring, parse_netstring
 
@@ -135,6 +137,12 @@ class Child:
     # A write cap is a secret: it stays out of reprs (and so out of logs and test output).
     rw_uri: str | None = attrs.field(default=None, repr=False)
     metadata: Metadata = attrs.field(factory=dict)
+    # What unpack_children read from the rw slot, so packing the child again into the same
+    # directory can reuse it instead of re-encrypting: (writekey, rwcap key, rwcapdata,
+    # decrypted bytes).  Not part of the value (eq, hash, repr).
+    stored_rw: tuple[bytes, bytes, bytes, bytes] | None = attrs.field(
+        default=None, eq=False, repr=False, kw_only=True
+    )
 
 
 @attrs.frozen
@@ -195,10 +203,40 @@ def encrypt_rw_uri(writekey: bytes, rw_uri: bytes) -> bytes:
     The salt being deterministic (not random, whatever dirnodes.rst says) is what
     makes a re-packed directory byte-identical.  The MAC is only for old readers.
     """
+    if not rw_uri:
+        return _empty_rwcapdata(writekey)
     salt = hashes.mutable_rwcap_salt_hash(rw_uri)
     key = hashes.mutable_rwcap_key_hash(salt, writekey)
-    crypttext = aes_ctr(key, rw_uri)
+    crypttext = aes_ctr_short(key, rw_uri)
     return salt + crypttext + hashes.hmac(key, salt + crypttext)
+
+
+@functools.lru_cache(maxsize=64)
+def _empty_rwcapdata(writekey: bytes) -> bytes:
+    """An absent rw cap's 48 bytes (salt and MAC of nothing): the same for every such child of a directory."""
+    salt = hashes.mutable_rwcap_salt_hash(b"")
+    key = hashes.mutable_rwcap_key_hash(salt, writekey)
+    return salt + hashes.hmac(key, salt)
+
+
+def _reuse_rwcapdata(writekey: bytes, rw_bytes: bytes, stored: tuple[bytes, bytes, bytes, bytes] | None) -> bytes | None:
+    """The stored rwcapdata if it is exactly what encrypt_rw_uri would write for ``rw_bytes``, else None.
+
+    The crypttext is right by construction (it decrypted to ``rw_bytes`` under
+    the key its salt gives); the salt and MAC are checked, so a slot written
+    some other way is re-encrypted, as Tahoe would.
+    """
+    if stored is None:
+        return None
+    stored_writekey, key, rwcapdata, decrypted = stored
+    if stored_writekey != writekey or decrypted != rw_bytes:
+        return None
+    salt, mac = rwcapdata[:SALT_SIZE], rwcapdata[-MAC_SIZE:]
+    if salt != hashes.mutable_rwcap_salt_hash(rw_bytes):
+        return None
+    if not _hmac.compare_digest(mac, hashes.hmac(key, rwcapdata[:-MAC_SIZE])):
+        return None
+    return rwcapdata
 
 
 def decrypt_rw_uri(writekey: bytes, rwcapdata: bytes) -> bytes:
@@ -207,9 +245,16 @@ def decrypt_rw_uri(writekey: bytes, rwcapdata: bytes) -> bytes:
         raise DirnodeFormatError(
             f"rwcapdata is {len(rwcapdata)} bytes, shorter than its {RWCAP_OVERHEAD}-byte salt and MAC"
         )
+    return _decrypt_rw_uri(writekey, rwcapdata)[1]
+
+
+def _decrypt_rw_uri(writekey: bytes, rwcapdata: bytes) -> tuple[bytes, bytes]:
+    """(the child's rwcap key, the rw cap bytes) of a well-sized ``rwcapdata``."""
     salt = rwcapdata[:SALT_SIZE]
     key = hashes.mutable_rwcap_key_hash(salt, writekey)
-    return aes_ctr(key, rwcapdata[SALT_SIZE:-MAC_SIZE])
+    if len(rwcapdata) == RWCAP_OVERHEAD:
+        return key, b""
+    return key, aes_ctr_short(key, rwcapdata[SALT_SIZE:-MAC_SIZE])
 
 
 # --- pack / unpack ---------------------------------------------------------------------
@@ -280,14 +325,17 @@ def pack_children(
         if deep_immutable:
             _check_deep_immutable(child)
         if writekey is not None:
-            rwcapdata = encrypt_rw_uri(writekey, _cap_bytes(child.rw_uri or ""))
+            rw_bytes = _cap_bytes(child.rw_uri) if child.rw_uri else b""
+            reused = _reuse_rwcapdata(writekey, rw_bytes, child.stored_rw) if rw_bytes else None
+            rwcapdata = reused if reused is not None else encrypt_rw_uri(writekey, rw_bytes)
         else:
             rwcapdata = b""
-        entry = (
-            netstring(name.encode("utf-8"))
-            + netstring(_stored_ro(child.ro_uri, deep_immutable))
-            + netstring(rwcapdata)
-            + netstring(_encode_metadata(name, child.metadata))
+        name_bytes = name.encode("utf-8")
+        ro_bytes = _stored_ro(child.ro_uri, deep_immutable)
+        metadata_bytes = _encode_metadata(name, child.metadata)
+        entry = b"%d:%s,%d:%s,%d:%s,%d:%s," % (
+            len(name_bytes), name_bytes, len(ro_bytes), ro_bytes,
+            len(rwcapdata), rwcapdata, len(metadata_bytes), metadata_bytes,
         )
         pieces.append(netstring(entry))
     return b"".join(pieces)
@@ -328,21 +376,26 @@ def unpack_children(data: bytes, writekey: bytes | None, *, deep_immutable: bool
             raise DirnodeFormatError(f"{what}: the name is not UTF-8") from None
         what = f"directory entry {name!r}"
         rw_uri: str | None = None
+        stored_rw = None
         if deep_immutable:
             if rwcapdata:
                 raise DirnodeFormatError(f"{what}: rwcapdata must be empty in an immutable directory")
-        elif writekey is not None and rwcapdata:
-            try:
-                rw_uri = _cap_text(decrypt_rw_uri(writekey, rwcapdata))
-            except DirnodeFormatError as e:
-                raise DirnodeFormatError(f"{what}: {e}") from None
+        elif writekey is not None and rwcapdata and len(rwcapdata) != RWCAP_OVERHEAD:
+            # (An rwcapdata of just salt and MAC holds no cap: nothing to decrypt.)
+            if len(rwcapdata) < RWCAP_OVERHEAD:
+                raise DirnodeFormatError(
+                    f"{what}: rwcapdata is {len(rwcapdata)} bytes, shorter than its {RWCAP_OVERHEAD}-byte salt and MAC"
+                )
+            key, rw_bytes = _decrypt_rw_uri(writekey, rwcapdata)
+            rw_uri = _cap_text(rw_bytes)
+            stored_rw = (writekey, key, rwcapdata, rw_bytes)
         try:
             metadata = json.loads(metadata_bytes.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise DirnodeFormatError(f"{what}: metadata is not JSON ({e})") from None
         if not isinstance(metadata, dict):
             raise DirnodeFormatError(f"{what}: metadata must be a JSON object, got {type(metadata).__name__}")
-        children[name] = Child(name, _cap_text(ro_bytes), rw_uri, metadata)
+        children[name] = Child(name, _cap_text(ro_bytes), rw_uri, metadata, stored_rw=stored_rw)
     return children
 
 
@@ -409,6 +462,12 @@ def _interpret(write: str | None, read: str | None, deep_immutable: bool) -> Chi
     if deep_immutable:
         return ChildCaps(None, _IMM + _strip_prefixes(read), None)
     return ChildCaps(None, read if read.startswith((_RO, _IMM)) else _RO + read, None)
+
+
+# A directory's children are described again at every listing and lookup: keep the answers
+# (ChildCaps and the caps in it are immutable values).
+_interpret_uncached = _interpret
+_interpret = functools.lru_cache(maxsize=1 << 15)(_interpret_uncached)
 
 
 def describe_child(child: Child, *, deep_immutable: bool = False, writable: bool = True) -> ChildCaps:

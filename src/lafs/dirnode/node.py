@@ -234,24 +234,36 @@ class DirectoryNode:
     def _describe(self, child: Child) -> ChildCaps:
         return describe_child(child, deep_immutable=self.deep_immutable, writable=not self.is_readonly())
 
+    def _listed(self, child: Child) -> tuple[Any, Metadata] | None:
+        described = self._describe(child)
+        if described.error is None and (described.write_uri or described.read_uri):
+            return self._context.make_node(described), child.metadata
+        return None
+
     async def list(self) -> dict[str, tuple[Any, Metadata]]:
         """name -> (node, metadata) for every child; as in Tahoe, a child whose caps are broken is left out."""
         result: dict[str, tuple[Any, Metadata]] = {}
         for name, child in (await self.read_children()).items():
-            described = self._describe(child)
-            if described.error is None and (described.write_uri or described.read_uri):
-                result[name] = (self._context.make_node(described), child.metadata)
+            listed = self._listed(child)
+            if listed is not None:
+                result[name] = listed
         return result
 
     async def has_child(self, name: str) -> bool:
-        return normalize_name(name) in await self.list()
+        try:
+            await self.get_child_and_metadata(name)
+        except NoSuchChildError:
+            return False
+        return True
 
     async def get_child_and_metadata(self, name: str) -> tuple[Any, Metadata]:
+        """The listed child ``name`` (only that one is looked at, not every child as ``list`` does)."""
         name = normalize_name(name)
-        children = await self.list()
-        if name not in children:
+        child = (await self.read_children()).get(name)
+        listed = None if child is None else self._listed(child)
+        if listed is None:
             raise NoSuchChildError(name, f"No such child: {name}")
-        return children[name]
+        return listed
 
     async def get(self, name: str) -> Any:
         node, _ = await self.get_child_and_metadata(name)

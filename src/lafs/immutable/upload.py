@@ -158,6 +158,8 @@ class PushedFile:
     block_hashes: list[list[bytes]]
     unanswered: list[defer.Deferred[Any]]
     """The last run's writes: the tail is sent right behind them, on the same connections."""
+    unsent: list[bytes] | None = None
+    """A file of one run: each share's data, not written yet, so that it goes with the header and tail in one write."""
 
 
 async def choose_key(
@@ -263,6 +265,19 @@ class SegmentEncoder:
         return run
 
 
+def _coalesce(pieces: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Writes (offset, data), sorted by offset, with each run of back-to-back ones joined into one."""
+    joined: list[tuple[int, list[bytes], int]] = []
+    for where, data in sorted(pieces, key=lambda piece: piece[0]):
+        if joined and joined[-1][2] == where:
+            start, parts, _ = joined[-1]
+            parts.append(data)
+            joined[-1] = (start, parts, where + len(data))
+        else:
+            joined.append((where, [data], where + len(data)))
+    return [(start, b"".join(parts)) for start, parts, _ in joined]
+
+
 async def finish_upload(
     plan: UploadPlan, placement: Placement, pushed: PushedFile, expected_ueb_hash: bytes | None = None
 ) -> UploadResult:
@@ -291,12 +306,16 @@ async def finish_upload(
         chain = [(i, share_tree[i]) for i in share_tree.needed_hashes(share.shnum, include_leaf=True)]
         pieces = [
             (0, header),
+            *([] if pushed.unsent is None else [(offsets.data, pushed.unsent[share.shnum])]),
+            # The plaintext hash tree Tahoe no longer fills: zeros, which closing the share writes
+            # anyway.  Written here, the tail is one write instead of four, and nothing is left to fill.
+            (offsets.plaintext_hash_tree, bytes(offsets.crypttext_hash_tree - offsets.plaintext_hash_tree)),
             (offsets.crypttext_hash_tree, pack_hashes(crypttext_tree)),
             (offsets.block_hashes, pack_hashes(block_trees[share.shnum])),
             (offsets.share_hashes, pack_share_hash_chain(chain)),
             (offsets.uri_extension, pack_ueb_with_length(offsets, ueb_bytes)),
         ]
-        for where, data in pieces:
+        for where, data in _coalesce(pieces):
             tail_writes.append(share.write(where, data))
     await defer.DeferredList(pushed.unanswered + tail_writes)
     closes = [defer.Deferred.fromCoroutine(_close(share)) for share in placement.shares if not share.failed]
@@ -353,6 +372,7 @@ async def push_segments(
     block_hashes: list[list[bytes]] = [[] for _ in range(total)]
     in_flight: list[list[defer.Deferred[Any]]] = []
     next_run: defer.Deferred[_EncodedRun] | None = first_run
+    unsent: list[bytes] | None = None
     while next_run is not None:
         run = await next_run
         following = run.first_segment + WRITE_SEGMENTS
@@ -363,6 +383,10 @@ async def push_segments(
                 block_hashes[shnum].append(value)
         offset = plan.offsets.data + run.first_segment * plan.layout.block_size
         share_data, run.share_data = run.share_data, []
+        if next_run is None and run.first_segment == 0:
+            # The whole file is this one run (a small file): finish_upload writes each share whole.
+            unsent = share_data
+            break
         del run
         writes = []
         for share in shares:
@@ -383,6 +407,7 @@ async def push_segments(
         segment_hashes=segment_hashes,
         block_hashes=block_hashes,
         unanswered=in_flight[-1] if in_flight else [],
+        unsent=unsent,
     )
 
 
