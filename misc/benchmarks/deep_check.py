@@ -104,6 +104,13 @@ def empty_servers(grid: Grid, count: int) -> None:
                 shutil.rmtree(prefix)
 
 
+def summary(out: str) -> str:
+    """The CLI's closing summary (from its ``done:`` line on), without Tahoe's per-object progress lines."""
+    lines = out.strip().splitlines()
+    first = next((i for i, line in enumerate(lines) if line.startswith("done:")), 0)
+    return " /".join(line.rstrip() for line in lines[first:])
+
+
 def run(grid: Grid, files: int) -> dict[str, float]:
     started = time.perf_counter()
     root = build_tree(grid, files)
@@ -112,10 +119,10 @@ def run(grid: Grid, files: int) -> dict[str, float]:
     nodedir = node_directory(grid, root)
     r: dict[str, float] = {}
     r["lease"], out = cli(grid.name, nodedir, "deep-check", "--add-lease", f"{ALIAS}:")
-    print(f"{grid.name:5}  deep-check --add-lease  {r['lease']:7.2f} s   " + " / ".join(out.strip().splitlines()), flush=True)
+    print(f"{grid.name:5}  deep-check --add-lease  {r['lease']:7.2f} s   " + summary(out), flush=True)
     empty_servers(grid, EMPTIED)
     r["repair"], out = cli(grid.name, nodedir, "deep-check", "--repair", f"{ALIAS}:")
-    print(f"{grid.name:5}  deep-check --repair     {r['repair']:7.2f} s   " + " / ".join(out.strip().splitlines()), flush=True)
+    print(f"{grid.name:5}  deep-check --repair     {r['repair']:7.2f} s   " + summary(out), flush=True)
     return r
 
 
