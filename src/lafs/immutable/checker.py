@@ -245,12 +245,13 @@ async def repair_immutable(
             f"the file cannot be repaired: only {len(checked.good)} good shares were found and {cap.needed} are needed"
         )
     with tempfile.TemporaryFile(prefix="lafs-repair-") as spool:
-        await download_immutable(cap, servers, sink=spool.write, workers=workers)
-        spool.flush()
-        source = _SpooledSource(spool, cap.size)
+        # One round of share queries serves both the read and the segment size the UEB gives.
         download = ImmutableDownload(cap, servers, workers)
         await download.locate()
         ueb = await download.load_ueb()
+        await download_immutable(cap, servers, sink=spool.write, workers=workers, download=download)
+        spool.flush()
+        source = _SpooledSource(spool, cap.size)
         params = EncodingParameters(cap.needed, max(1, min(happy, cap.total)), cap.total, ueb.segment_size)
         plan = UploadPlan.make(cap.size, cap.key, params, lease_secret)
         if plan.layout.segment_size != ueb.segment_size:

@@ -331,19 +331,22 @@ async def download_immutable(
     offset: int = 0,
     length: int | None = None,
     on_start: Callable[[], Any] | None = None,
+    download: ImmutableDownload | None = None,
 ) -> None:
     """Write the plaintext bytes ``[offset, offset+length)`` of the file to ``sink``, segment by segment.
 
     When ``sink`` returns a Deferred, the next segment is delivered only after it fires.
     ``on_start`` is called once the shares are found and verified, before the first byte.
+    ``download``, when given, is one whose shares were already located (a repair's).
     """
     if length is None:
         length = cap.size - offset
     end = min(cap.size, offset + length)
     if offset >= end:
         return
-    download = ImmutableDownload(cap, servers, workers)
-    await download.locate()
+    if download is None:
+        download = ImmutableDownload(cap, servers, workers)
+        await download.locate()
     await download.load_ueb()
     await download.ensure_active()
     if on_start is not None:
