@@ -136,6 +136,16 @@ class ImmutableDownload:
         if self.found_shares < self.cap.needed:
             raise NotEnoughSharesError(self._shortfall())
 
+    def seed(self, sources: Sequence[tuple[StorageServerClient, int, BucketReaderClient]]) -> None:
+        """Take shares someone else located (server, share number, reader; quickest server first) instead of asking."""
+        for server, shnum, reader in sources:
+            if 0 <= shnum < self.cap.total:
+                self.candidates.setdefault(shnum, []).append(ShareSource(shnum, server, reader))
+            self.arrival_rank.setdefault(server.server_id, len(self.arrival_rank))
+        self.found_shares = len(self.candidates)
+        if self.found_shares < self.cap.needed:
+            raise NotEnoughSharesError(self._shortfall())
+
     def _shortfall(self) -> str:
         good = len(self.active) + sum(1 for shnum, c in self.candidates.items() if c and shnum not in self.active)
         return (
