@@ -30,6 +30,9 @@ from lafs.mutable.filenode import MutableFileNode
 
 Path = tuple[str, ...]
 
+CHECK_CONCURRENCY = 20
+"""Objects a deep-check works on at once."""
+
 
 class OperationCancelledError(LafsError):
     """A deep operation was cancelled (``POST /operations/$HANDLE?t=cancel``)."""
@@ -343,7 +346,7 @@ async def deep_check(
     add_lease: bool = False,
     monitor: Monitor | None = None,
     on_object: Callable[[dict[str, Any]], None] | None = None,
-    concurrency: int = 10,
+    concurrency: int = CHECK_CONCURRENCY,
     results: DeepCheckResults | None = None,
     pace: Callable[[], Awaitable[None]] | None = None,
 ) -> DeepCheckResults:

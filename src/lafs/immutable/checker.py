@@ -65,6 +65,8 @@ class ImmutableCheck:
     """Share number -> IDs of the servers with a good copy."""
     corrupt: frozenset[tuple[str, int]]
     """(server ID, share number) of every share a verify found bad."""
+    sources: tuple[tuple[StorageServerClient, int, BucketReaderClient], ...] = ()
+    """The good shares' readers, servers in the order they answered: what a repair reads from."""
 
 
 async def _ask(
@@ -96,9 +98,17 @@ async def check_immutable(
     if add_lease and lease_secret is None:
         raise ValueError("add_lease needs the client's lease secret")
     secrets = LeaseSecrets.for_file(lease_secret, storage_index) if lease_secret is not None else None
+    order: list[str] = []
+
+    def answered(value: Any, server_id: str) -> Any:
+        order.append(server_id)
+        return value
+
     answers = await defer.DeferredList(
         [
-            defer.Deferred.fromCoroutine(_ask(s, storage_index, secrets.for_server(s) if add_lease and secrets else None))
+            defer.Deferred.fromCoroutine(
+                _ask(s, storage_index, secrets.for_server(s) if add_lease and secrets else None)
+            ).addCallback(answered, s.server_id)
             for s in servers
         ],
         consumeErrors=True,
@@ -123,10 +133,17 @@ async def check_immutable(
     for (server_id, shnum) in found:
         if (server_id, shnum) not in corrupt and (server_id, shnum) not in unverified:
             good.setdefault(shnum, []).append(server_id)
+    rank = {server_id: i for i, server_id in enumerate(order)}
+    sources = tuple(
+        (server, shnum, reader)
+        for (server_id, shnum), (server, reader) in sorted(found.items(), key=lambda item: (rank[item[0][0]], item[0][1]))
+        if (server_id, shnum) not in corrupt and (server_id, shnum) not in unverified
+    )
     return ImmutableCheck(
         _results(cap, good, corrupt, responding),
         {shnum: tuple(sorted(ids)) for shnum, ids in sorted(good.items())},
         frozenset(corrupt),
+        sources,
     )
 
 
@@ -245,12 +262,17 @@ async def repair_immutable(
             f"the file cannot be repaired: only {len(checked.good)} good shares were found and {cap.needed} are needed"
         )
     with tempfile.TemporaryFile(prefix="lafs-repair-") as spool:
-        await download_immutable(cap, servers, sink=spool.write, workers=workers)
+        # One round of share queries serves both the read and the segment size the UEB gives.
+        download = ImmutableDownload(cap, servers, workers)
+        if checked.sources:
+            # The check just asked every server: read from the good shares it found, in the order servers answered.
+            download.seed(checked.sources)
+        else:
+            await download.locate()
+        ueb = await download.load_ueb()
+        await download_immutable(cap, servers, sink=spool.write, workers=workers, download=download)
         spool.flush()
         source = _SpooledSource(spool, cap.size)
-        download = ImmutableDownload(cap, servers, workers)
-        await download.locate()
-        ueb = await download.load_ueb()
         params = EncodingParameters(cap.needed, max(1, min(happy, cap.total)), cap.total, ueb.segment_size)
         plan = UploadPlan.make(cap.size, cap.key, params, lease_secret)
         if plan.layout.segment_size != ueb.segment_size:

@@ -136,6 +136,16 @@ class ImmutableDownload:
         if self.found_shares < self.cap.needed:
             raise NotEnoughSharesError(self._shortfall())
 
+    def seed(self, sources: Sequence[tuple[StorageServerClient, int, BucketReaderClient]]) -> None:
+        """Take shares someone else located (server, share number, reader; quickest server first) instead of asking."""
+        for server, shnum, reader in sources:
+            if 0 <= shnum < self.cap.total:
+                self.candidates.setdefault(shnum, []).append(ShareSource(shnum, server, reader))
+            self.arrival_rank.setdefault(server.server_id, len(self.arrival_rank))
+        self.found_shares = len(self.candidates)
+        if self.found_shares < self.cap.needed:
+            raise NotEnoughSharesError(self._shortfall())
+
     def _shortfall(self) -> str:
         good = len(self.active) + sum(1 for shnum, c in self.candidates.items() if c and shnum not in self.active)
         return (
@@ -331,19 +341,22 @@ async def download_immutable(
     offset: int = 0,
     length: int | None = None,
     on_start: Callable[[], Any] | None = None,
+    download: ImmutableDownload | None = None,
 ) -> None:
     """Write the plaintext bytes ``[offset, offset+length)`` of the file to ``sink``, segment by segment.
 
     When ``sink`` returns a Deferred, the next segment is delivered only after it fires.
     ``on_start`` is called once the shares are found and verified, before the first byte.
+    ``download``, when given, is one whose shares were already located (a repair's).
     """
     if length is None:
         length = cap.size - offset
     end = min(cap.size, offset + length)
     if offset >= end:
         return
-    download = ImmutableDownload(cap, servers, workers)
-    await download.locate()
+    if download is None:
+        download = ImmutableDownload(cap, servers, workers)
+        await download.locate()
     await download.load_ueb()
     await download.ensure_active()
     if on_start is not None:
