@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,7 +25,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from tests.cli.nodes import connected, free_port, stop_pids, wait_for
+from tests.cli.nodes import local_grid
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -45,21 +43,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    base = tmp_path_factory.mktemp("uigrid")
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lafs", "local-grid", "--storage-nodes", str(SERVERS), "--webport", str(port), str(base / "g")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for(lambda: connected(url) == SERVERS, 90, "the local grid")
+    with local_grid(tmp_path_factory.mktemp("uigrid"), SERVERS) as url:
         yield url
-    finally:
-        stop_pids([process.pid])
-        process.wait(30)
 
 
 class Browser:
