@@ -55,7 +55,7 @@ from lafs.web.common import (
 )
 from lafs.web.filenode import FileHandler
 from lafs.web.html import send_page, template, wants_html
-from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
+from lafs.web.info import NodeViews, cap_body, json_body, node_json, not_modified
 from lafs.web.operations import start_operation, stream_operation
 from lafs.web.request import HashingBody
 from lafs.web.unlinked import form_file, publish_new, publish_over, spooled_source, upload_new
@@ -355,7 +355,7 @@ class Placeholder:
 # --- a directory --------------------------------------------------------------------------
 
 
-class DirectoryHandler:
+class DirectoryHandler(NodeViews):
     """Answers the requests for one directory node; ``parent``/``name`` when it was reached by a path."""
 
     def __init__(self, node: DirectoryNode, node_maker: NodeMaker, parent: DirectoryNode | None = None, name: str | None = None) -> None:
@@ -437,15 +437,6 @@ class DirectoryHandler:
     async def _json(self, request: Any) -> None:
         request.write(json_body(request, await directory_json(self.node)))
         request.finish()
-
-    def _info(self, request: Any) -> HandlerResult:
-        return send_page(request, InfoPage(self.node))
-
-    def _uri(self, request: Any) -> bytes:
-        return cap_body(request, self.node.get_uri())
-
-    def _readonly_uri(self, request: Any) -> bytes:
-        return cap_body(request, self.node.get_readonly_uri())
 
     # --- this directory as a child of its parent ---
 

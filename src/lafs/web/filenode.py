@@ -26,8 +26,7 @@ from lafs.web.common import (
     get_t,
     when_done_url,
 )
-from lafs.web.html import send_page
-from lafs.web.info import InfoPage, cap_body, json_body, node_json, not_modified
+from lafs.web.info import NodeViews, json_body, node_json, not_modified
 from lafs.web.status import Kind, Operation, tracked
 from lafs.web.unlinked import form_file, publish_over, spooled_source
 
@@ -42,7 +41,7 @@ class Readable(Protocol):
     ) -> None: ...
 
 
-class FileHandler:
+class FileHandler(NodeViews):
     """Answers the requests for one file node.
 
     ``named``: reached as ``/named/$CAP/NAME``, where NAME (the last path
@@ -144,15 +143,6 @@ class FileHandler:
         if isinstance(node, DirectoryNode):  # directories have their own handler; never routed here
             raise WebError(http.BAD_REQUEST, "this is a directory, not a file")
         return render_check(request, node)
-
-    def _info(self, request: Any) -> HandlerResult:
-        return send_page(request, InfoPage(self.node))
-
-    def _uri(self, request: Any) -> bytes:
-        return cap_body(request, self.node.get_uri())
-
-    def _readonly_uri(self, request: Any) -> bytes:
-        return cap_body(request, self.node.get_readonly_uri())
 
     def _bytes(self, request: Any) -> HandlerResult:
         if isinstance(self.node, CapOnlyNode):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from twisted.web import http
@@ -11,7 +11,7 @@ from twisted.web.template import Element, renderer, tags
 
 from lafs.client.nodemaker import CapOnlyNode, Node
 from lafs.core import base32
-from lafs.web.html import template
+from lafs.web.html import send_page, template
 
 
 def node_json(node: Node) -> list[Any]:
@@ -126,3 +126,21 @@ class InfoPage(Element):
                 enctype="multipart/form-data",
             ),
         )
+
+
+class _HasNode(Protocol):
+    @property
+    def node(self) -> Node: ...
+
+
+class NodeViews:
+    """The views every file and directory handler answers the same way: ``t=info``, ``t=uri``, ``t=readonly-uri``."""
+
+    def _info(self: _HasNode, request: Any) -> Any:
+        return send_page(request, InfoPage(self.node))
+
+    def _uri(self: _HasNode, request: Any) -> bytes:
+        return cap_body(request, self.node.get_uri())
+
+    def _readonly_uri(self: _HasNode, request: Any) -> bytes:
+        return cap_body(request, self.node.get_readonly_uri())
