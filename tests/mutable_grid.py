@@ -1,74 +1,16 @@
-"""Test helper: an in-process grid of storage servers for the mutable engine, and share-file surgery."""
+"""Test helper: share-file surgery for the mutable engine's tests (the grid is `tests.storage_grid.Grid`)."""
 
 from __future__ import annotations
 
 import struct
 from pathlib import Path
 
-import pytest
-from twisted.internet import reactor
-from twisted.internet.task import Clock
-
-from lafs.core import base32, hashes
 from lafs.core.mutable_layout import MDMFShare, SDMFShare
-from lafs.core.params import ClientSecrets, EncodingParameters
-from lafs.mutable.filenode import MutableContext, MutableFileNode
-from lafs.mutable.keys import KeyPool
-from lafs.storage.server import StorageServer
-from lafs.storage_client.fake import InProcessStorageClient
+from lafs.mutable.filenode import MutableFileNode
 
 CONTAINER_DATA = 468  # where share data starts in a mutable container file (facts 5.6)
 SEG = 131073  # the MDMF segment size for k=3
 KIB128 = 128 * 1024
-
-
-class Grid:
-    def __init__(self, base: Path, count: int = 10) -> None:
-        clock = Clock()
-        clock.advance(1_700_000_000)
-        self.clients = [
-            InProcessStorageClient(StorageServer.on_disk(str(base / f"s{i}"), bytes([i + 1]) * 20, clock=clock), f"v0-server{i:02d}")
-            for i in range(count)
-        ]
-
-    def permuted(self, storage_index: bytes) -> list[InProcessStorageClient]:
-        return sorted(self.clients, key=lambda c: hashes.permute_server_hash(storage_index, c.server_id.encode()))
-
-    def share_path(self, client: InProcessStorageClient, storage_index: bytes, shnum: int) -> Path:
-        encoded = base32.b2a(storage_index)
-        return Path(client.server.backend.shares_dir) / encoded[:2] / encoded / str(shnum)
-
-    def shares(self, storage_index: bytes) -> list[tuple[InProcessStorageClient, int, Path]]:
-        found = []
-        for client in self.clients:
-            encoded = base32.b2a(storage_index)
-            bucket = Path(client.server.backend.shares_dir) / encoded[:2] / encoded
-            found += [(client, int(p.name), p) for p in sorted(bucket.glob("[0-9]*"))]
-        return found
-
-    def advisories(self) -> list[str]:
-        out = []
-        for client in self.clients:
-            directory = Path(client.server.backend.corruption_dir)
-            out += [p.name for p in directory.glob("*")] if directory.exists() else []
-        return out
-
-    def context(self) -> MutableContext:
-        return MutableContext(
-            servers_for=self.permuted,
-            secrets=ClientSecrets(b"l" * 32, b"c" * 32),
-            params=EncodingParameters(3, 7, 10),
-            reactor=reactor,
-            key_pool=KEYS,
-        )
-
-
-KEYS = KeyPool(reactor, size=2)
-
-
-@pytest.fixture
-def grid(tmp_path: Path) -> Grid:
-    return Grid(tmp_path)
 
 
 def share_bytes(path: Path) -> bytes:
@@ -95,8 +37,6 @@ async def read(node: MutableFileNode, offset: int = 0, length: int | None = None
     out: list[bytes] = []
     await node.read(out.append, offset, length)
     return b"".join(out)
-
-
 
 
 def corrupt_field_offset(share: bytes, mdmf: bool, field: str) -> int:

@@ -16,24 +16,14 @@ from lafs.core.codec import immutable_segment_layout
 from lafs.core.params import ClientSecrets
 from lafs.core.share_layout import ImmutableShareOffsets
 from lafs.mutable.filenode import MutableFileNode
-from lafs.storage.server import StorageServer
-from lafs.storage_client.fake import InProcessStorageClient
-from tests import mutable_grid
-from tests.integration.test_immutable_engine import SECRET, SEGMENT, WORKERS, Grid, download, upload
-from tests.mutable_grid import corrupt_field_offset, flip, read, share_bytes
+from tests.integration.test_immutable_engine import SECRET, SEGMENT, WORKERS, download, upload
+from tests.mutable_grid import SEG, corrupt_field_offset, flip, read, share_bytes
+from tests.storage_grid import Grid, grid
+
+__all__ = ["grid"]  # the fixture
 
 CHECKER_SECRETS = ClientSecrets(b"k" * 32, SECRET)
 """Another client's lease secret: its leases are new ones, next to the uploader's."""
-
-
-def replace_servers(clients: list[InProcessStorageClient], base: Path, indexes: list[int]) -> None:
-    """Servers ``indexes`` leave the grid and empty new ones (new IDs) take their places."""
-    for i in indexes:
-        old = clients[i]
-        clients[i] = InProcessStorageClient(
-            StorageServer.on_disk(str(base / f"new{i}"), bytes([100 + i]) * 20, clock=old.server.clock),
-            f"v0-newserver{i:02d}",
-        )
 
 
 def immutable_share_data(raw: bytes) -> bytes:
@@ -50,11 +40,6 @@ def holders(results: CheckResults) -> dict[str, set[int]]:
     return placements
 
 
-@pytest.fixture
-def grid(tmp_path: Path) -> Grid:
-    return Grid(tmp_path)
-
-
 def chk_node(grid: Grid, cap: caps.CHKFileCap, secrets: ClientSecrets = CHECKER_SECRETS) -> ImmutableFileNode:
     return ImmutableFileNode(cap, grid.permuted, WORKERS, secrets, happy=7)
 
@@ -69,7 +54,10 @@ async def uploaded(grid: Grid, data: bytes) -> caps.CHKFileCap:
 async def test_a_literal_file_is_always_healthy_and_has_no_storage_index() -> None:
     node = LiteralFileNode(caps.LiteralFileCap(b"tiny"))
     results = await node.check(verify=True, add_lease=True)
-    assert results.healthy and results.to_json() == {"storage-index": "", "results": {"healthy": True}}
+    assert results.healthy and results.to_json() == {
+        "storage-index": "",
+        "results": {"healthy": True},
+    }
     repaired = await node.check_and_repair()
     assert not repaired.repair_attempted and repaired.post.healthy
 
@@ -82,9 +70,21 @@ async def test_a_healthy_immutable_file_reports_tahoes_counts(grid: Grid) -> Non
     body = results.to_json()
     assert body["storage-index"] == base32.b2a(cap.get_storage_index())
     r = body["results"]
-    assert (r["count-shares-good"], r["count-shares-needed"], r["count-shares-expected"]) == (10, 3, 10)
-    assert (r["count-happiness"], r["count-good-share-hosts"], r["count-corrupt-shares"]) == (10, 10, 0)
-    assert (r["count-wrong-shares"], r["count-recoverable-versions"], r["count-unrecoverable-versions"]) == (0, 1, 0)
+    assert (r["count-shares-good"], r["count-shares-needed"], r["count-shares-expected"]) == (
+        10,
+        3,
+        10,
+    )
+    assert (r["count-happiness"], r["count-good-share-hosts"], r["count-corrupt-shares"]) == (
+        10,
+        10,
+        0,
+    )
+    assert (
+        r["count-wrong-shares"],
+        r["count-recoverable-versions"],
+        r["count-unrecoverable-versions"],
+    ) == (0, 1, 0)
     assert sorted(r["sharemap"], key=int) == [str(n) for n in range(10)]
     assert sorted(r["servers-responding"]) == sorted(c.server_id for c in grid.clients)
     assert r["list-corrupt-shares"] == []
@@ -96,19 +96,27 @@ async def test_immutable_repair_after_four_servers_are_replaced_restores_ten_hap
     cap = await uploaded(grid, data)
     si = cap.get_storage_index()
     kept = {p: immutable_share_data(p.read_bytes()) for p in grid.share_files(si)}
-    replace_servers(grid.clients, tmp_path, [0, 3, 5, 8])
+    await grid.replace([0, 3, 5, 8])
     node = chk_node(grid, cap)
     before = await node.check()
     assert not before.healthy and before.recoverable
     assert before.summary == "Not Healthy: 6 shares (enc 3-of-10)"
-    assert (before.count_shares_good, before.count_good_share_hosts, before.count_happiness) == (6, 6, 6)
+    assert (before.count_shares_good, before.count_good_share_hosts, before.count_happiness) == (
+        6,
+        6,
+        6,
+    )
 
     repaired = await node.check_and_repair()
     assert repaired.repair_attempted and repaired.repair_successful, repaired.repair_problem
     assert repaired.pre == before
     post = repaired.post
-    assert post.healthy and (post.count_shares_good, post.count_happiness, post.count_good_share_hosts) == (10, 10, 10)
-    new_ids = {f"v0-newserver{i:02d}" for i in (0, 3, 5, 8)}
+    assert post.healthy and (
+        post.count_shares_good,
+        post.count_happiness,
+        post.count_good_share_hosts,
+    ) == (10, 10, 10)
+    new_ids = {grid.clients[i].server_id for i in (0, 3, 5, 8)}
     assert set(holders(post)) >= new_ids, "the missing shares went to the servers without one"
     for path, raw in kept.items():
         if path.exists():
@@ -121,7 +129,9 @@ async def test_immutable_repair_after_four_servers_are_replaced_restores_ten_hap
 
 
 @pytest_twisted.ensureDeferred
-async def test_verify_finds_a_corrupt_block_reports_it_and_repair_replaces_the_share(grid: Grid) -> None:
+async def test_verify_finds_a_corrupt_block_reports_it_and_repair_replaces_the_share(
+    grid: Grid,
+) -> None:
     data = os.urandom(6 * SEGMENT + 5)
     cap = await uploaded(grid, data)
     si = cap.get_storage_index()
@@ -153,7 +163,7 @@ async def test_verify_finds_a_corrupt_block_reports_it_and_repair_replaces_the_s
 @pytest_twisted.ensureDeferred
 async def test_an_unrecoverable_immutable_file_is_reported_and_its_repair_fails(grid: Grid, tmp_path: Path) -> None:
     cap = await uploaded(grid, os.urandom(2 * SEGMENT))
-    replace_servers(grid.clients, tmp_path, list(range(8)))
+    await grid.replace(list(range(8)))
     node = chk_node(grid, cap)
     results = await node.check(verify=True)
     assert not results.recoverable and results.count_shares_good == 2
@@ -197,27 +207,20 @@ async def test_add_lease_renews_every_share_with_one_call_per_server(grid: Grid,
 # --- mutable files -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def mgrid(tmp_path: Path) -> mutable_grid.Grid:
-    return mutable_grid.Grid(tmp_path)
-
-
 def seqnums(results: CheckResults) -> set[str]:
     return {name.split("-")[0] for name in results.sharemap}
 
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest_twisted.ensureDeferred
-async def test_mutable_repair_after_four_servers_are_replaced_keeps_the_seqnum(
-    mgrid: mutable_grid.Grid, tmp_path: Path, mdmf: bool
-) -> None:
-    data = os.urandom(2 * mutable_grid.SEG + 100 if mdmf else 5000)
-    node = await mgrid.context().create_mutable_file(data, mdmf=mdmf)
+async def test_mutable_repair_after_four_servers_are_replaced_keeps_the_seqnum(grid: Grid, tmp_path: Path, mdmf: bool) -> None:
+    data = os.urandom(2 * SEG + 100 if mdmf else 5000)
+    node = await grid.context().create_mutable_file(data, mdmf=mdmf)
     si = node.get_storage_index()
     healthy = await node.check()
     assert healthy.healthy and healthy.summary == "Healthy" and seqnums(healthy) == {"seq1"}
-    kept = {path: path.read_bytes() for _, _, path in mgrid.shares(si)}
-    replace_servers(mgrid.clients, tmp_path, [1, 4, 6, 9])
+    kept = {path: path.read_bytes() for _, _, path in grid.shares(si)}
+    await grid.replace([1, 4, 6, 9])
     before = await node.check()
     assert not before.healthy and before.recoverable
     assert before.summary == "Unhealthy: 6 shares (enc 3-of-10)"
@@ -228,7 +231,7 @@ async def test_mutable_repair_after_four_servers_are_replaced_keeps_the_seqnum(
     post = repaired.post
     assert post.healthy and post.count_shares_good == 10 and post.count_happiness == 10
     assert seqnums(post) == {"seq1"}, "an unchanged version is repaired under the same seqnum"
-    assert set(holders(post)) >= {f"v0-newserver{i:02d}" for i in (1, 4, 6, 9)}
+    assert set(holders(post)) >= {grid.clients[i].server_id for i in (1, 4, 6, 9)}
     for path, raw in kept.items():
         if path.exists():
             assert path.read_bytes() == raw, "good shares are never rewritten"
@@ -239,11 +242,11 @@ async def test_mutable_repair_after_four_servers_are_replaced_keeps_the_seqnum(
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest_twisted.ensureDeferred
-async def test_mutable_verify_and_repair_replace_corrupt_shares_in_place(mgrid: mutable_grid.Grid, mdmf: bool) -> None:
-    data = os.urandom(mutable_grid.SEG + 500)
-    node = await mgrid.context().create_mutable_file(data, mdmf=mdmf)
+async def test_mutable_verify_and_repair_replace_corrupt_shares_in_place(grid: Grid, mdmf: bool) -> None:
+    data = os.urandom(SEG + 500)
+    node = await grid.context().create_mutable_file(data, mdmf=mdmf)
     si = node.get_storage_index()
-    placed = mgrid.shares(si)
+    placed = grid.shares(si)
     for _, _, path in placed[:2]:
         flip(path, corrupt_field_offset(share_bytes(path), mdmf, "data"))
     assert (await node.check()).healthy
@@ -258,13 +261,13 @@ async def test_mutable_verify_and_repair_replace_corrupt_shares_in_place(mgrid: 
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest_twisted.ensureDeferred
-async def test_a_mutable_file_with_two_versions_is_repaired_to_the_newest_only(mgrid: mutable_grid.Grid, mdmf: bool) -> None:
-    node = await mgrid.context().create_mutable_file(b"old contents " * 100, mdmf=mdmf)
+async def test_a_mutable_file_with_two_versions_is_repaired_to_the_newest_only(grid: Grid, mdmf: bool) -> None:
+    node = await grid.context().create_mutable_file(b"old contents " * 100, mdmf=mdmf)
     si = node.get_storage_index()
-    stale = mgrid.clients[:3]
-    old = {(c.server_id, n): p.read_bytes() for c, n, p in mgrid.shares(si) if c in stale}
+    stale = grid.clients[:3]
+    old = {(c.server_id, n): p.read_bytes() for c, n, p in grid.shares(si) if c in stale}
     await node.overwrite(b"new contents " * 100)
-    for c, n, p in mgrid.shares(si):
+    for c, n, p in grid.shares(si):
         if (c.server_id, n) in old:
             p.write_bytes(old[(c.server_id, n)])  # three servers roll back to seqnum 1
     before = await node.check()
@@ -279,21 +282,21 @@ async def test_a_mutable_file_with_two_versions_is_repaired_to_the_newest_only(m
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_read_only_mutable_node_checks_but_cannot_repair(mgrid: mutable_grid.Grid, tmp_path: Path) -> None:
-    node = await mgrid.context().create_mutable_file(b"x" * 100)
-    reader = mgrid.context().node_for_cap(node.cap.get_readonly())  # type: ignore[arg-type]
+async def test_a_read_only_mutable_node_checks_but_cannot_repair(grid: Grid, tmp_path: Path) -> None:
+    node = await grid.context().create_mutable_file(b"x" * 100)
+    reader = grid.context().node_for_cap(node.cap.get_readonly())  # type: ignore[arg-type]
     assert isinstance(reader, MutableFileNode)
     assert not (await reader.check_and_repair()).repair_attempted
-    replace_servers(mgrid.clients, tmp_path, [0])
+    await grid.replace([0])
     result = await reader.check_and_repair()
     assert result.repair_attempted and not result.repair_successful and "write cap" in result.repair_problem
 
 
 @pytest_twisted.ensureDeferred
-async def test_mutable_add_lease_calls_each_server_once(mgrid: mutable_grid.Grid, monkeypatch: pytest.MonkeyPatch) -> None:
-    node = await mgrid.context().create_mutable_file(b"y" * 1000)
+async def test_mutable_add_lease_calls_each_server_once(grid: Grid, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = await grid.context().create_mutable_file(b"y" * 1000)
     calls: list[str] = []
-    for client in mgrid.clients:
+    for client in grid.clients:
         original = client.add_lease
 
         async def counted(storage_index: bytes, renew: bytes, cancel: bytes, client=client, original=original) -> None:  # type: ignore[no-untyped-def]
@@ -302,4 +305,4 @@ async def test_mutable_add_lease_calls_each_server_once(mgrid: mutable_grid.Grid
 
         monkeypatch.setattr(client, "add_lease", counted)
     assert (await node.check(add_lease=True)).healthy
-    assert sorted(calls) == sorted(c.server_id for c in mgrid.clients)
+    assert sorted(calls) == sorted(c.server_id for c in grid.clients)

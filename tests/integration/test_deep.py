@@ -14,7 +14,7 @@ from lafs.client.nodemaker import NodeMaker
 from lafs.client.nodes import FileSource
 from lafs.dirnode import DirectoryNode
 from tests.integration.test_dirnode import maker
-from tests.mutable_grid import Grid
+from tests.storage_grid import Grid
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from lafs.dirnode import (
 )
 from lafs.mutable.common import UncoordinatedWriteError
 from tests.integration.test_immutable_engine import WORKERS
-from tests.mutable_grid import KEYS, Grid
+from tests.storage_grid import KEYS, Grid
 
 LIT = "URI:LIT:nbswy3dpeb3w64tmmq"  # "hello world"
 

@@ -17,7 +17,6 @@ import pytest_twisted
 import yaml
 from foolscap.api import Referenceable, Tub
 from twisted.application.service import MultiService
-from twisted.internet import task
 from zope.interface import implementer
 
 from lafs.client.storage_broker import StorageBroker
@@ -31,24 +30,9 @@ from lafs.introducer.client import IntroducerClient
 from lafs.introducer.server import IntroducerService
 from lafs.storage.announcement import permutation_seed_for, storage_announcement
 from lafs.storage_client.foolscap import FoolscapConnector
-from tests.storage_grid import RunningServer, call, free_port, start_storage_server
+from tests.storage_grid import RunningServer, call, free_port, sleep, start_storage_server, wait_for
 
 V2 = b"http://allmydata.org/tahoe/protocols/introducer/v2"
-
-
-async def sleep(seconds: float) -> None:
-    from twisted.internet import reactor
-
-    await task.deferLater(reactor, seconds, lambda: None)
-
-
-async def wait_for(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
-    waited = 0.0
-    while not predicate():
-        if waited >= timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await sleep(0.05)
-        waited += 0.05
 
 
 def listening_tub(cert_file: Path, port: int | None = None) -> Tub:

@@ -17,7 +17,7 @@ from lafs.client.nodes import FileSource
 from lafs.config import MaintenanceSettings
 from lafs.core.check_results import CheckResults
 from tests.integration.test_dirnode import maker
-from tests.mutable_grid import Grid
+from tests.storage_grid import Grid
 
 
 @pytest.fixture

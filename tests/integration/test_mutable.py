@@ -12,26 +12,19 @@ from twisted.internet import defer, reactor
 from lafs.core import caps
 from lafs.core.mutable_layout import MDMF_DATA_OFFSET, MDMFShare, SDMFShare
 from lafs.mutable.common import (
+    FileChangedWhileReadingError,
     NotEnoughServersError,
     NotEnoughSharesError,
     NotWriteableError,
     UncoordinatedWriteError,
 )
 from lafs.mutable.filenode import BytesSource
-from lafs.storage_client.fake import InProcessStorageClient
-from tests.mutable_grid import (
-    KEYS,
-    KIB128,
-    SEG,
-    Grid,
-    corrupt_field_offset,
-    flip,
-    grid,
-    read,
-    share_bytes,
-)
+from lafs.storage_client.fake import FaultyStorageClient
+from tests.mutable_grid import KIB128, SEG, corrupt_field_offset, flip, read, share_bytes
+from tests.storage_grid import KEYS, Grid, grid, start_grid
 
 __all__ = ["grid"]  # the fixture
+
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest.mark.parametrize("size", [0, 1, 55, 56, KIB128 - 1, KIB128, KIB128 + 1, 3 * 1024 * 1024])
@@ -51,7 +44,12 @@ async def test_round_trip_sizes(grid: Grid, mdmf: bool, size: int) -> None:
     for _, _, path in placed:
         share = share_bytes(path)
         parsed = (MDMFShare if mdmf else SDMFShare).unpack(share)
-        assert (parsed.info.seqnum, parsed.info.needed, parsed.info.total, parsed.info.data_length) == (1, 3, 10, size)
+        assert (
+            parsed.info.seqnum,
+            parsed.info.needed,
+            parsed.info.total,
+            parsed.info.data_length,
+        ) == (1, 3, 10, size)
 
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
@@ -61,11 +59,19 @@ async def test_overwrite_and_ranges(grid: Grid, mdmf: bool) -> None:
     data = os.urandom(3 * SEG + 1000)
     await node.overwrite(BytesSource(data))
     assert await read(node) == data
-    for offset, length in [(0, 1), (SEG - 1, 2), (SEG * 2 + 5, SEG + 10), (len(data) - 10, 100), (len(data), 5)]:
+    for offset, length in [
+        (0, 1),
+        (SEG - 1, 2),
+        (SEG * 2 + 5, SEG + 10),
+        (len(data) - 10, 100),
+        (len(data), 5),
+    ]:
         assert await read(node, offset, length) == data[offset : offset + length]
     await node.overwrite(b"short")
     assert await read(node) == b"short"
-    seqnums = {(MDMFShare if mdmf else SDMFShare).unpack(share_bytes(p)).info.seqnum for _, _, p in grid.shares(node.get_storage_index())}
+    seqnums = {
+        (MDMFShare if mdmf else SDMFShare).unpack(share_bytes(p)).info.seqnum for _, _, p in grid.shares(node.get_storage_index())
+    }
     assert seqnums == {3}
 
 
@@ -151,7 +157,16 @@ async def test_read_survives_any_seven_stopped_and_fails_clearly_with_eight(grid
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest.mark.parametrize(
-    "field", ["data", "salt", "signature", "verification_key", "share_hash_chain", "block_hash_tree", "seqnum"]
+    "field",
+    [
+        "data",
+        "salt",
+        "signature",
+        "verification_key",
+        "share_hash_chain",
+        "block_hash_tree",
+        "seqnum",
+    ],
 )
 @pytest_twisted.ensureDeferred
 async def test_corrupt_shares_on_seven_servers(grid: Grid, mdmf: bool, field: str) -> None:
@@ -220,7 +235,10 @@ async def test_independent_writers_detect_the_race(grid: Grid) -> None:
     a = grid.context().node_for_cap(node.cap)
     b = grid.context().node_for_cap(node.cap)
     results = await defer.DeferredList(
-        [defer.Deferred.fromCoroutine(a.overwrite(b"from A")), defer.Deferred.fromCoroutine(b.overwrite(b"from B"))],
+        [
+            defer.Deferred.fromCoroutine(a.overwrite(b"from A")),
+            defer.Deferred.fromCoroutine(b.overwrite(b"from B")),
+        ],
         consumeErrors=True,
     )
     failures = [value for ok, value in results if not ok]
@@ -247,15 +265,18 @@ async def test_read_only_cap_refuses_writes(grid: Grid, mdmf: bool) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_fewer_servers_than_shares_wraps(grid: Grid, tmp_path: Path) -> None:
-    small = Grid(tmp_path / "small", count=4)
-    node = await small.context().create_mutable_file(b"x" * 1000, mdmf=True)
-    shares = small.shares(node.get_storage_index())
-    assert sorted(n for _, n, _ in shares) == list(range(10))
-    assert sorted(len([1 for c, _, _ in shares if c is client]) for client in small.clients) == [2, 2, 3, 3]
-    small.clients[0].stopped = True
-    await node.overwrite(b"y" * 1000)
-    small.clients[0].stopped = False
-    assert await read(node) == b"y" * 1000
+    small = await start_grid(tmp_path / "small", 4, grid.transport)
+    try:
+        node = await small.context().create_mutable_file(b"x" * 1000, mdmf=True)
+        shares = small.shares(node.get_storage_index())
+        assert sorted(n for _, n, _ in shares) == list(range(10))
+        assert sorted(len([1 for c, _, _ in shares if c is client]) for client in small.clients) == [2, 2, 3, 3]
+        small.clients[0].stopped = True
+        await node.overwrite(b"y" * 1000)
+        small.clients[0].stopped = False
+        assert await read(node) == b"y" * 1000
+    finally:
+        await small.stop()
 
 
 @pytest_twisted.ensureDeferred
@@ -268,8 +289,6 @@ async def test_unknown_file_is_unrecoverable(grid: Grid) -> None:
         await read(node)
     with pytest.raises(Exception, match="signing key could not be recovered"):
         await node.overwrite(b"x")
-
-
 
 
 @pytest_twisted.ensureDeferred
@@ -366,11 +385,43 @@ async def test_stale_servermap_write_is_uncoordinated(grid: Grid) -> None:
 
 @pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
 @pytest_twisted.ensureDeferred
+async def test_a_version_replaced_while_being_read_is_not_called_corrupt(grid: Grid, mdmf: bool) -> None:
+    """Shares another writer replaced after the servermap was made are 'changed', never reported as corrupt;
+    a read that had delivered nothing starts again on the newest version."""
+    from lafs.mutable.common import CapKeys
+    from lafs.mutable.retrieve import retrieve
+
+    node = await grid.context().create_mutable_file(os.urandom(2 * SEG + 10), mdmf=mdmf)
+    stale = await node.get_servermap()
+    newer = os.urandom(SEG + 5)
+    await grid.context().node_for_cap(node.cap).overwrite(newer)
+    with pytest.raises(FileChangedWhileReadingError, match=r"changed while it was being read: 10 share\(s\) of version seqnum 1"):
+        await retrieve(CapKeys.from_cap(node.cap), stale, lambda data: None)
+    assert grid.advisories() == []
+
+    real_servermap = node.get_servermap
+    maps = 0
+
+    async def stale_first(*, for_writing: bool = False) -> object:
+        nonlocal maps
+        maps += 1
+        return stale if maps == 1 else await real_servermap(for_writing=for_writing)
+
+    node.get_servermap = stale_first  # type: ignore[method-assign]
+    assert await read(node) == newer
+    assert maps == 2 and grid.advisories() == []
+
+
+@pytest.mark.parametrize("mdmf", [False, True], ids=["sdmf", "mdmf"])
+@pytest_twisted.ensureDeferred
 async def test_every_signature_bad_is_unrecoverable(grid: Grid, mdmf: bool) -> None:
     node = await grid.context().create_mutable_file(b"x" * 100, mdmf=mdmf)
     for _, _, path in grid.shares(node.get_storage_index()):
         flip(path, corrupt_field_offset(share_bytes(path), mdmf, "signature"))
-    with pytest.raises(NotEnoughSharesError, match=r"no good share of the file was found \(10 corrupt shares ignored\)"):
+    with pytest.raises(
+        NotEnoughSharesError,
+        match=r"no good share of the file was found \(10 corrupt shares ignored\)",
+    ):
         await read(node)
     assert len(grid.advisories()) == 10
 
@@ -441,7 +492,12 @@ async def test_check_verify_and_repair(grid: Grid, mdmf: bool) -> None:
     node = await grid.context().create_mutable_file(data, mdmf=mdmf)
     results = await node.check()
     assert results.healthy and results.summary == "Healthy"
-    assert (results.count_shares_good, results.count_good_share_hosts, results.count_shares_needed, results.count_shares_expected) == (10, 10, 3, 10)
+    assert (
+        results.count_shares_good,
+        results.count_good_share_hosts,
+        results.count_shares_needed,
+        results.count_shares_expected,
+    ) == (10, 10, 3, 10)
 
     # Data corruption is invisible to a plain check, and found by a verify (and reported).
     rank = {c.server_id: i for i, c in enumerate(grid.permuted(node.get_storage_index()))}
@@ -492,7 +548,7 @@ async def test_read_only_cap_cannot_repair(grid: Grid) -> None:
 class StoppingSource:
     """File contents that stop some servers when the second run of segments is read (mid-publish)."""
 
-    def __init__(self, data: bytes, stop: list[InProcessStorageClient]) -> None:
+    def __init__(self, data: bytes, stop: list[FaultyStorageClient]) -> None:
         self.data = data
         self.size = len(data)
         self._stop = stop

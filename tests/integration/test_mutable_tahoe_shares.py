@@ -17,7 +17,8 @@ import pytest_twisted
 from lafs.core import caps
 from lafs.mutable.common import CapKeys, write_secrets
 from lafs.mutable.filenode import MutableFileNode
-from tests.mutable_grid import Grid, grid, read
+from tests.mutable_grid import read
+from tests.storage_grid import Grid, grid
 
 __all__ = ["grid"]  # the fixture
 

@@ -13,8 +13,7 @@ from lafs.core.nurl import NURL
 from lafs.https import pem_spki_hash
 from lafs.node import Node, build_node
 from lafs.storage.announcement import storage_announcement
-from tests.integration.test_introducer import wait_for
-from tests.storage_grid import free_port
+from tests.storage_grid import free_port, wait_for
 
 
 def make_node_dir(basedir: Path, *, storage: bool, client_extra: str = "", storage_extra: str = "") -> int:

@@ -16,8 +16,8 @@ from lafs.storage.announcement import permutation_seed_for, storage_announcement
 from lafs.storage.foolscap_server import FoolscapStorageServer
 from lafs.storage.server import StorageServer
 from lafs.storage_client.foolscap import FoolscapConnector
-from tests.integration.test_introducer import listening_tub, sleep, wait_for
-from tests.storage_grid import free_port
+from tests.integration.test_introducer import listening_tub
+from tests.storage_grid import free_port, sleep, wait_for
 
 STORAGE_V1 = b"http://allmydata.org/tahoe/protocols/storage/v1"
 

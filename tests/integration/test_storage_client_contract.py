@@ -21,7 +21,7 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from lafs.storage.server import StorageServer
-from lafs.storage_client.fake import InProcessStorageClient
+from lafs.storage_client.fake import FaultyStorageClient, InProcessStorageClient
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import HTTPConnector
 from lafs.storage_client.interface import (
@@ -31,8 +31,7 @@ from lafs.storage_client.interface import (
     WriteEnablerMismatchError,
 )
 from lafs.tub import NodeTub
-from tests.integration.test_introducer import wait_for
-from tests.storage_grid import start_storage_server
+from tests.storage_grid import start_storage_server, wait_for
 
 KINDS = ["foolscap", "http", "in-process"]
 RENEW, CANCEL, WRITE_ENABLER = b"r" * 32, b"c" * 32, b"w" * 32
@@ -51,7 +50,7 @@ class ServerUnderTest:
 async def server_under_test(kind: str, basedir: Path) -> AsyncIterator[ServerUnderTest]:
     if kind == "in-process":
         server = StorageServer.on_disk(str(basedir / "storage"), b"\x01" * 20)
-        fake = InProcessStorageClient(server, "v0-in-process")
+        fake = FaultyStorageClient(InProcessStorageClient(server, "v0-in-process"), server)
 
         async def stop_fake() -> None:
             fake.stopped = True

@@ -29,8 +29,7 @@ from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import HTTPConnector, _BytesBody, _read_body
 from lafs.storage_client.interface import ServerUnreachableError, StorageServerClient
 from lafs.tub import NodeTub
-from tests.integration.test_introducer import wait_for
-from tests.storage_grid import RunningServer, start_storage_server
+from tests.storage_grid import RunningServer, start_storage_server, wait_for
 
 RENEW, CANCEL, UPLOAD, WE = b"r" * 32, b"c" * 32, b"u" * 32, b"w" * 32
 CBOR = b"application/cbor"

@@ -14,8 +14,9 @@ import pytest_twisted
 from twisted.internet import threads
 
 from lafs.core import base32
-from tests.integration.test_introducer import GridNode, start_introducer, start_node, wait_for
+from tests.integration.test_introducer import GridNode, start_introducer, start_node
 from tests.interop import harness
+from tests.storage_grid import wait_for
 
 T = TypeVar("T")
 

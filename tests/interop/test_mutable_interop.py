@@ -26,7 +26,8 @@ from lafs.storage_client.foolscap import FoolscapStorageClient, tubid_from_furl
 from lafs.storage_client.interface import ServerVersion
 from lafs.tub import NodeTub
 from tests.interop import harness
-from tests.mutable_grid import SEG, Grid, read, share_bytes
+from tests.mutable_grid import SEG, read, share_bytes
+from tests.storage_grid import Grid
 
 TAHOE_SIDE = r'''
 import base64, hashlib, json, sys

@@ -37,6 +37,10 @@ class UncoordinatedWriteError(MutableFileError):
     """Another writer changed the file while this one was writing it."""
 
 
+class FileChangedWhileReadingError(UncoordinatedWriteError):
+    """Another writer replaced the version being read, so too few of its shares are left to finish the read."""
+
+
 class NotEnoughServersError(MutableFileError):
     """Too few servers accepted shares for the new version to be recoverable."""
 

@@ -25,6 +25,7 @@ from lafs.core.params import ClientSecrets, EncodingParameters
 from lafs.mutable.checker import check
 from lafs.mutable.common import (
     CapKeys,
+    FileChangedWhileReadingError,
     NotWriteableError,
     PrivateKeyError,
     UncoordinatedWriteError,
@@ -48,6 +49,8 @@ from lafs.storage_client.interface import ServerError, StorageServerClient
 log = Logger()
 
 READ_CHUNK = 1024 * 1024
+READ_RETRIES = 2
+"""Times a read starts again on the newest version when another writer replaced the one it was reading."""
 MODIFY_RETRIES = 4
 MODIFY_BACKOFF = 0.2
 """Seconds before the first retry of a modification that lost a race; doubled for each further one."""
@@ -210,11 +213,38 @@ class MutableFileNode:
         length: int | None = None,
         on_start: Callable[[], Any] | None = None,
     ) -> None:
-        await retrieve(self._keys, await self.get_servermap(), sink, offset=offset, length=length, on_start=on_start)
+        """Deliver the newest version's bytes ``[offset, offset+length)`` to ``sink``.
+
+        When another writer replaces the version before any of it was
+        delivered, the newest version is mapped and read instead (up to
+        READ_RETRIES times); after that the read fails rather than mix versions.
+        """
+        delivered = False
+        started = False
+
+        def deliver(data: bytes) -> Any:
+            nonlocal delivered
+            delivered = delivered or bool(data)
+            return sink(data)
+
+        def start() -> None:
+            nonlocal started
+            if not started and on_start is not None:
+                on_start()
+            started = True
+
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                await retrieve(self._keys, await self.get_servermap(), deliver, offset=offset, length=length, on_start=start)
+                return
+            except FileChangedWhileReadingError:
+                if delivered or attempt == READ_RETRIES:
+                    raise
 
     async def download_best_version(self) -> bytes:
-        data, _ = await read_all(self._keys, await self.get_servermap())
-        return data
+        pieces: list[bytes] = []
+        await self.read(pieces.append)
+        return b"".join(pieces)
 
     # --- checking ---------------------------------------------------------------------
 

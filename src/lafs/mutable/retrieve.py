@@ -6,6 +6,10 @@ block is checked against that tree before it is decoded.  A share that fails
 a check is reported to its server as corrupt, one whose server fails is
 dropped, and another share of the same version takes its place.  MDMF range
 reads fetch only the segments that hold the range.
+
+Every read also fetches the share's leading bytes (its checkstring: version,
+seqnum, root hash): a share another writer replaced since the servermap was
+made no longer matches, and is dropped as changed, not reported as corrupt.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from lafs.core.share_layout import unpack_hashes
 from lafs.mutable.common import (
     SHARE_TYPE,
     CapKeys,
+    FileChangedWhileReadingError,
     MutableFileError,
     NotEnoughSharesError,
     UnrecoverableFileError,
@@ -60,16 +65,21 @@ class VersionReader:
         firsts = [copies[0] for copies in by_shnum.values()]
         extras = [copy for copies in by_shnum.values() for copy in copies[1:]]
         self.candidates: list[ShareRecord] = firsts + extras
+        self.checkstrings = servermap.checkstrings
         self.active: dict[int, tuple[ShareRecord, list[bytes]]] = {}
         self.corrupt = 0
         self.unreachable = 0
+        self.changed = 0
 
     # --- share selection ------------------------------------------------------------
 
-    def _fail(self, record: ShareRecord, reason: str, corrupt: bool) -> defer.Deferred[Any] | None:
+    def _drop(self, record: ShareRecord) -> None:
         current = self.active.get(record.shnum)
         if current is not None and current[0] is record:
             del self.active[record.shnum]
+
+    def _fail(self, record: ShareRecord, reason: str, corrupt: bool) -> defer.Deferred[Any] | None:
+        self._drop(record)
         if not corrupt:
             self.unreachable += 1
             return None
@@ -81,16 +91,35 @@ class VersionReader:
         d.addErrback(lambda _: None)
         return d
 
+    async def _read(self, record: ShareRecord, ranges: list[tuple[int, int]]) -> list[bytes] | None:
+        """The pieces ``ranges`` of one share, or None when its server failed or the share has changed."""
+        checkstring = self.checkstrings.get((record.server.server_id, record.shnum), b"")
+        try:
+            answer = await record.server.slot_readv(self.keys.storage_index, [record.shnum], [(0, len(checkstring)), *ranges])
+        except ServerError as e:
+            self._fail(record, str(e), corrupt=False)
+            return None
+        pieces = [bytes(p) for p in answer.get(record.shnum, [])]
+        if not pieces or pieces[0] != checkstring:
+            self._changed(record)
+            return None
+        return pieces[1:]
+
+    def _changed(self, record: ShareRecord) -> None:
+        self._drop(record)
+        self.changed += 1
+        log.info(
+            "mutable share {shnum} on {server} changed since it was mapped", shnum=record.shnum, server=record.server.server_id
+        )
+
     async def activate(self, record: ShareRecord) -> None:
         """Fetch and verify one share's block hash tree; on success the share becomes active."""
         start, length = record.block_hash_tree_range
-        try:
-            answer = await record.server.slot_readv(self.keys.storage_index, [record.shnum], [(start, length)])
-        except ServerError as e:
-            self._fail(record, str(e), corrupt=False)
+        pieces = await self._read(record, [(start, length)])
+        if pieces is None:
             return
         try:
-            data = bytes(answer.get(record.shnum, [b""])[0])
+            data = pieces[0] if pieces else b""
             if len(data) != length:
                 raise ShareCorruptError(f"share {record.shnum}: block hash tree is truncated")
             leaves = check_block_tree(self.info, record.shnum, unpack_hashes(data), record.share_hash_chain)
@@ -112,6 +141,11 @@ class VersionReader:
                     continue
                 batch.append(record)
             if not batch:
+                if self.changed:
+                    raise FileChangedWhileReadingError(
+                        f"the file changed while it was being read: {self.changed} share(s) of version seqnum "
+                        f"{self.info.seqnum} were replaced by another writer ({len(self.active)} usable, need {k})"
+                    )
                 raise NotEnoughSharesError(
                     f"ran out of good shares of version seqnum {self.info.seqnum}: "
                     f"{len(self.active)} usable, need {k} ({self.corrupt} corrupt, {self.unreachable} unreachable)",
@@ -135,12 +169,9 @@ class VersionReader:
         """Verified (salt, block) of each segment in [first, last] from one active share, or None if it failed."""
         record, leaves = self.active[shnum]
         layout = self.layout
-        try:
-            answer = await record.server.slot_readv(self.keys.storage_index, [shnum], self._ranges(record, first, last))
-        except ServerError as e:
-            self._fail(record, str(e), corrupt=False)
+        pieces = await self._read(record, self._ranges(record, first, last))
+        if pieces is None:
             return None
-        pieces = [bytes(p) for p in answer.get(shnum, [])]
         out = []
         try:
             if len(pieces) != last - first + 1:
