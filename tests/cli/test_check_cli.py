@@ -144,3 +144,33 @@ def test_check_errors(grid_with_dir: tuple[str, Path]) -> None:
     assert result.stderr.count("\n") == 1
     status, body, _ = post_check(url, put(url, os.urandom(100)), "verify=maybe")
     assert status == 400 and b"verify=" in body
+
+
+def test_deep_check_repair_prints_each_repair_and_survives_an_unrecoverable_file(grid_with_dir: tuple[str, Path]) -> None:
+    """Real 1.20 stops with a traceback at an unrecoverable file; ours reports its repair as failed and goes on.
+    A repair's outcome has its own line, with -v or without, as Tahoe prints it."""
+    url, base = grid_with_dir
+    status, body, _ = http("POST", f"{url}uri?t=mkdir", b"")
+    assert status == 200, body
+    root = body.decode()
+    children = {}
+    for name in ("damaged", "lost"):
+        children[name] = put(url, os.urandom(20_000))
+        status, body, _ = http("PUT", f"{url}uri/{quote(root, safe='')}/{name}?t=uri", children[name].encode())
+        assert status in (200, 201), body
+    shutil.rmtree(share_dirs(base, children["damaged"])[0])
+    for directory in share_dirs(base, children["lost"])[:4]:
+        shutil.rmtree(directory)
+    out = tahoe("deep-check", "-u", url, "--repair", root).stdout
+    assert sorted(out.splitlines()[:2]) == [" repair failed", " repair successful"]
+    assert out.splitlines(True)[2:] == [
+        "done: 3 objects checked\n",
+        " pre-repair: 1 healthy, 2 unhealthy\n",
+        " 2 repairs attempted, 1 successful, 1 failed\n",
+        " post-repair: 2 healthy, 1 unhealthy\n",
+    ]
+    out = tahoe("deep-check", "-v", "-u", url, "--repair", root).stdout
+    assert out.startswith("'<root>': healthy\n")
+    assert "'damaged': healthy\n" in out, "repaired by the first run"
+    assert "'lost': not healthy\n repair failed\n" in out
+    assert out.endswith(" 1 repairs attempted, 0 successful, 1 failed\n post-repair: 2 healthy, 1 unhealthy\n")

@@ -113,6 +113,11 @@ def _quoted_path(path: list[str]) -> str:
     return "'" + ("/".join(path) or "<root>") + "'"
 
 
+PROGRESS_EVERY = 100
+"""deep-check prints ``N objects checked..`` on reaching every this many objects (before that object's own
+line with -v), as Tahoe does."""
+
+
 def deep_check_command(options: argparse.Namespace, io: CommandIO) -> int:
     query = "t=stream-deep-check"
     for flag, name in ((options.verify, "verify"), (options.repair, "repair"), (options.add_lease, "add-lease")):
@@ -127,6 +132,9 @@ def deep_check_command(options: argparse.Namespace, io: CommandIO) -> int:
         if data.get("type") == "unknown":
             return
         counts["objects"] += 1
+        outcome = ""  # a repair's result: printed with or without -v, as Tahoe does
+        if counts["objects"] % PROGRESS_EVERY == 0:
+            io.stdout.write(f"{counts['objects']} objects checked..\n")
         repaired = data.get("check-and-repair-results")
         if repaired is not None:
             pre = repaired["pre-repair-results"]["results"]
@@ -139,7 +147,7 @@ def deep_check_command(options: argparse.Namespace, io: CommandIO) -> int:
             corrupt.extend(pre.get("list-corrupt-shares", []))
             summary = "healthy" if healthy else "not healthy"
             if repaired["repair-attempted"]:
-                summary += " repair successful" if repaired["repair-successful"] else " repair failed"
+                outcome = " repair successful" if repaired["repair-successful"] else " repair failed"
         else:
             check = data.get("check-results", {})
             results = check.get("results", {})
@@ -153,6 +161,8 @@ def deep_check_command(options: argparse.Namespace, io: CommandIO) -> int:
         counts["healthy" if healthy else "unhealthy"] += 1
         if options.verbose:
             io.stdout.write(f"{_quoted_path(data['path'])}: {summary}\n")
+        if outcome:
+            io.stdout.write(outcome + "\n")
 
     code = _stream(options, io, query, each)
     if code or options.raw:
