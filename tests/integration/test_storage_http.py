@@ -26,7 +26,7 @@ from lafs.core import base32
 from lafs.core.nurl import NURL
 from lafs.https import PinnedSPKIPolicy
 from lafs.storage_client.foolscap import FoolscapConnector
-from lafs.storage_client.http import HTTPConnector, _BytesBody, _read_body
+from lafs.storage_client.http import REQUEST_TIMEOUT, HTTPConnector, _BytesBody, _read_body
 from lafs.storage_client.interface import ServerUnreachableError, StorageServerClient
 from lafs.tub import NodeTub
 from tests.storage_grid import RunningServer, start_storage_server, wait_for
@@ -87,7 +87,7 @@ class RawClient:
             sent.addRawHeader(name, value)
         producer: Any = _BytesBody(body) if body is not None else None
         response = await self.agent.request(method, self.base + path.encode(), sent, producer)
-        return Answer(response.code, response.headers, await _read_body(response))
+        return Answer(response.code, response.headers, await _read_body(response, reactor, REQUEST_TIMEOUT))
 
     async def cbor(self, method: bytes, path: str, value: Any, headers: Sequence[tuple[bytes, bytes]] = ()) -> Answer:
         return await self.request(method, path, cbor2.dumps(value), [(b"content-type", CBOR), *headers])
@@ -514,3 +514,64 @@ async def test_a_request_that_cannot_reach_the_server_reports_it_lost(tmp_path: 
         assert connection.describe() == "Trying to connect"
     finally:
         connection.stop()
+
+
+class Throttle:
+    """How many more bytes of answers a `ThrottledProxy` passes on (None: all of them)."""
+
+    allowance: int | None = None
+
+
+def throttled_proxy(target_port: int, throttle: Throttle) -> Any:
+    """A TCP proxy to 127.0.0.1:``target_port`` that drops server-to-client bytes beyond the throttle's allowance."""
+    from twisted.protocols import portforward
+
+    class Client(portforward.ProxyClient):
+        def dataReceived(self, data: bytes) -> None:
+            if throttle.allowance is not None:
+                data, throttle.allowance = data[: throttle.allowance], max(0, throttle.allowance - len(data))
+            if data:
+                super().dataReceived(data)
+
+    class ClientFactory(portforward.ProxyClientFactory):
+        protocol = Client
+
+    class Server(portforward.ProxyServer):
+        clientProtocolFactory = ClientFactory
+
+    factory = portforward.ProxyFactory("127.0.0.1", target_port)
+    factory.protocol = Server
+    return reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_server_that_stops_answering_fails_calls_within_the_timeout_and_is_reconnected(tmp_path: Path) -> None:
+    async with http_server(tmp_path) as f:
+        throttle = Throttle()
+        proxy = throttled_proxy(f.nurl.port, throttle)
+        via_proxy = NURL(f.nurl.spki_hash, "127.0.0.1", proxy.getHost().port, f.nurl.swissnum).to_string()
+        announcement = {**f.running.announcement(), "anonymous-storage-NURLs": [via_proxy]}
+        connected: list[StorageServerClient] = []
+        lost: list[StorageServerClient] = []
+        connection = HTTPConnector(reactor, timeout=0.5).connect(f.running.server_id, announcement, connected.append, lost.append)
+        try:
+            await wait_for(lambda: bool(connected), "the client through the proxy")
+            client = connected[0]
+            storage_index, si = f.si()
+            await upload(f, si, 1, os.urandom(3 * 1024 * 1024))
+            throttle.allowance = 0  # no answer at all: the headers never come
+            with pytest.raises(ServerUnreachableError, match=r"no answer within 0\.5 s"):
+                await client.get_buckets(storage_index)
+            assert lost == [client]
+
+            throttle.allowance = None
+            await wait_for(lambda: len(connected) == 2, "the client to reconnect")
+            client = connected[1]
+            readers = await client.get_buckets(storage_index)
+            throttle.allowance = 64 * 1024  # the headers and a little of the body, then nothing
+            with pytest.raises(ServerUnreachableError, match=r"no answer within 0\.5 s"):
+                await readers[1].read(0, 3 * 1024 * 1024)
+            assert lost[-1] is client
+        finally:
+            connection.stop()
+            await proxy.stopListening()

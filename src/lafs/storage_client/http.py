@@ -71,6 +71,13 @@ deep-check has 20 objects' queries (two each with add-lease) in flight at each s
 a new connection for every request beyond the idle ones and closes it after, so a smaller pool made a
 deep-check spend a quarter of the client's CPU in TLS handshakes."""
 CONNECT_TIMEOUT = 30
+REQUEST_TIMEOUT = 60.0
+"""Seconds a request may wait for its answer's headers, and then for each further piece of its body,
+before the server is taken as unreachable: a server that hangs (stopped, or cut off without a reset)
+must fail the calls to it rather than hold an upload or download forever."""
+SLOWEST_SEND = 8 * 1024
+"""Bytes per second a request body is allowed to take on top of REQUEST_TIMEOUT: the answer comes only
+once the body is sent, and an upload's runs of blocks (megabytes) share a home uplink ten ways."""
 ZERO_FILL_CHUNK = 1024 * 1024
 RETRY_INITIAL, RETRY_FACTOR, RETRY_MAX = 1.0, 2.0, 60.0
 """Seconds between attempts to reach a server that is down: like foolscap's Reconnector."""
@@ -86,6 +93,7 @@ TRANSPORT_FAILURES = (
     SSL.Error,
     OSError,
     defer.CancelledError,
+    defer.TimeoutError,
 )
 """What a request that never got its answer fails with: the server is taken as unreachable."""
 STATUS_CONNECTED = "connected"
@@ -116,26 +124,41 @@ class _BytesBody:
 
 
 class _BodyCollector(protocol.Protocol):
-    """Gathers a response body (twisted's readBody warns about TLS transports and adds nothing we need)."""
+    """Gathers a response body (twisted's readBody warns about TLS transports and adds nothing we need),
+    dropping the connection when none of it arrives for ``timeout`` seconds."""
 
-    def __init__(self, finished: defer.Deferred[bytes]) -> None:
+    def __init__(self, finished: defer.Deferred[bytes], reactor: Any, timeout: float) -> None:
         self._finished = finished
         self._parts: list[bytes] = []
+        self._timeout = timeout
+        self._timed_out = False
+        self._idle = reactor.callLater(timeout, self._give_up)
 
     def dataReceived(self, data: bytes) -> None:
         self._parts.append(data)
+        if self._idle.active():
+            self._idle.reset(self._timeout)
+
+    def _give_up(self) -> None:
+        self._timed_out = True
+        transport: Any = self.transport  # the response's TransportProxyProducer
+        transport.loseConnection()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
-        if reason.check(ResponseDone):
+        if self._idle.active():
+            self._idle.cancel()
+        if self._timed_out:
+            self._finished.errback(defer.TimeoutError(f"the answer stopped for {self._timeout:g} s"))
+        elif reason.check(ResponseDone):
             self._finished.callback(b"".join(self._parts))
         else:
             self._finished.errback(reason)
         self._parts = []
 
 
-def _read_body(response: Any) -> defer.Deferred[bytes]:
+def _read_body(response: Any, reactor: Any, timeout: float) -> defer.Deferred[bytes]:
     finished: defer.Deferred[bytes] = defer.Deferred()
-    response.deliverBody(_BodyCollector(finished))
+    response.deliverBody(_BodyCollector(finished, reactor, timeout))
     return finished
 
 
@@ -158,7 +181,11 @@ class _Answer:
 class _HTTP:
     """Requests to one server: pinned TLS, the swissnum, pooled connections."""
 
-    def __init__(self, reactor: Any, nurl: NURL, server_id: str, on_unreachable: Callable[[], None]) -> None:
+    def __init__(
+        self, reactor: Any, nurl: NURL, server_id: str, on_unreachable: Callable[[], None], timeout: float = REQUEST_TIMEOUT
+    ) -> None:
+        self._reactor = reactor
+        self._timeout = timeout
         self._pool = internals.quiet_connection_pool(reactor)
         self._pool.maxPersistentPerHost = PERSISTENT_CONNECTIONS
         self._agent = Agent(reactor, PinnedSPKIPolicy(nurl.spki_hash), connectTimeout=CONNECT_TIMEOUT, pool=self._pool)
@@ -187,12 +214,22 @@ class _HTTP:
             sent.addRawHeader(name, value)
         producer: Any = _BytesBody(body) if body is not None else None
         del body
+        pending = self._agent.request(method, self._base + path.encode("ascii"), sent, producer)
+        # The headers must come within the timeout, and time to send the body (the body collector times
+        # each piece of the answer's body).
+        too_late = self._reactor.callLater(self._timeout + (producer.length if producer else 0) / SLOWEST_SEND, pending.cancel)
         try:
-            response = await self._agent.request(method, self._base + path.encode("ascii"), sent, producer)
-            data = await _read_body(response)
+            try:
+                response = await pending
+            finally:
+                timed_out = not too_late.active()
+                if not timed_out:
+                    too_late.cancel()
+            data = await _read_body(response, self._reactor, self._timeout)
         except TRANSPORT_FAILURES as e:
             self._on_unreachable()
-            reason = _describe_failure(e)
+            timed_out = timed_out or isinstance(e, defer.TimeoutError)
+            reason = f"no answer within {self._timeout:g} s" if timed_out else _describe_failure(e)
             raise ServerUnreachableError(self.server_id, f"{method.decode()} {path.split('/')[0]}: {reason}") from None
         return _Answer(response.code, data, response.headers)
 
@@ -514,7 +551,14 @@ class _HTTPConnection:
     """Keeps one server reachable: a client while requests get through, polling while they do not."""
 
     def __init__(
-        self, reactor: Any, server_id: str, nurl: NURL, lease_seed: bytes, connected: ConnectedCallback, lost: LostCallback
+        self,
+        reactor: Any,
+        server_id: str,
+        nurl: NURL,
+        lease_seed: bytes,
+        connected: ConnectedCallback,
+        lost: LostCallback,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> None:
         self._reactor = reactor
         self._server_id = server_id
@@ -522,7 +566,7 @@ class _HTTPConnection:
         self._lease_seed = lease_seed
         self._connected = connected
         self._lost = lost
-        self._http = _HTTP(reactor, nurl, server_id, self._unreachable)
+        self._http = _HTTP(reactor, nurl, server_id, self._unreachable, timeout)
         self._client: HTTPStorageClient | None = None
         self._retry_call: Any = None
         self._delay = RETRY_INITIAL
@@ -577,8 +621,9 @@ class _HTTPConnection:
 class HTTPConnector:
     """Connects over HTTPS to servers whose announcement lists ``anonymous-storage-NURLs``."""
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, *, timeout: float = REQUEST_TIMEOUT) -> None:
         self._reactor = reactor
+        self._timeout = timeout
 
     def accepts(self, announcement: Mapping[str, Any]) -> bool:
         return first_nurl(announcement) is not None
@@ -591,7 +636,7 @@ class HTTPConnector:
             raise ValueError(f"server {server_id} announced no usable NURL")
         furl = announcement.get("anonymous-storage-FURL")
         lease_seed = tubid_from_furl(furl) if isinstance(furl, str) else b""
-        connection = _HTTPConnection(self._reactor, server_id, nurl, lease_seed, connected, lost)
+        connection = _HTTPConnection(self._reactor, server_id, nurl, lease_seed, connected, lost, self._timeout)
         connection.start()
         return connection
 
