@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted
 
 from lafs.client.deep import DeepStats, deep_check, deep_manifest, deep_size
@@ -14,12 +13,9 @@ from lafs.client.nodemaker import NodeMaker
 from lafs.client.nodes import FileSource
 from lafs.dirnode import DirectoryNode
 from tests.integration.test_dirnode import maker
-from tests.storage_grid import Grid
+from tests.storage_grid import Grid, grid
 
-
-@pytest.fixture
-def grid(tmp_path: Path) -> Grid:
-    return Grid(tmp_path)
+__all__ = ["grid"]  # the fixture: every test runs in-process, over Foolscap and over HTTPS
 
 
 async def upload(nm: NodeMaker, data: bytes) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,9 @@ from lafs.dirnode import (
 )
 from lafs.mutable.common import UncoordinatedWriteError
 from tests.integration.test_immutable_engine import WORKERS
-from tests.storage_grid import KEYS, Grid
+from tests.storage_grid import KEYS, Grid, grid
+
+__all__ = ["grid"]  # the fixture: every test runs in-process, over Foolscap and over HTTPS
 
 LIT = "URI:LIT:nbswy3dpeb3w64tmmq"  # "hello world"
 
@@ -74,11 +75,6 @@ def maker(grid: Grid, servers_for: Any = None, mutable_format: str = "SDMF") -> 
         key_pool=KEYS,
         mutable_format=mutable_format,
     )
-
-
-@pytest.fixture
-def grid(tmp_path: Path) -> Grid:
-    return Grid(tmp_path)
 
 
 async def names(directory: DirectoryNode) -> list[str]:
