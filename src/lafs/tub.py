@@ -113,9 +113,11 @@ class BulkTLSWriter:
         self._write_encrypted = bypass.write  # straight to the socket's buffer, past TLS
 
     @classmethod
-    def install(cls, socket: object) -> bool:
-        """Make the TLS layer of ``socket`` (a broker's transport) write through a BulkTLSWriter; False if it cannot."""
-        tls = getattr(socket, "protocol", None)
+    def install(cls, socket: object, tls: object | None = None) -> bool:
+        """Make the TLS layer ``tls`` over ``socket`` (by default the socket's protocol, as for a broker's
+        transport) write through a BulkTLSWriter; False if it cannot."""
+        if tls is None:
+            tls = getattr(socket, "protocol", None)
         handles = internals.bulk_tls_handles(tls, socket)
         if handles is None or not isinstance(tls, BufferingTLSTransport) or not isinstance(socket, FileDescriptor):
             return False
