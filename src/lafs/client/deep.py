@@ -8,8 +8,9 @@ and unknown nodes are reported but never opened, as in Tahoe.  Unlike Tahoe, a
 directory that cannot be read does not end the operation: it is reported
 (`DeepResults.errors`) and its subtree skipped, so one lost directory does not
 hide the health of everything else.  Files of one directory are worked on
-``concurrency`` at a time; results are still recorded in walk order, so
-streamed output does not depend on timing.
+``concurrency`` at a time, and its subdirectories are read (and checked) meanwhile;
+results are still recorded in walk order, so streamed output does not depend
+on timing.
 """
 
 from __future__ import annotations
@@ -89,11 +90,19 @@ async def deep_traverse(
         monitor.visited += 1
         return result
 
-    async def walk_directory(node: DirectoryNode, path: Path) -> None:
-        # The directory's own work (a check) and its listing are independent: do both at once.
+    started: list[defer.Deferred[Any]] = []
+
+    def start(node: DirectoryNode, path: Path) -> tuple[defer.Deferred[Any], defer.Deferred[Any]]:
+        """Begin a directory's own work (a check) and its listing, which are independent, at once."""
         work_d = defer.Deferred.fromCoroutine(visit(node, path))
+        list_d: defer.Deferred[Any] = semaphore.run(lambda: defer.Deferred.fromCoroutine(node.list()))
+        started.extend((work_d, list_d))
+        return work_d, list_d
+
+    async def walk_directory(node: DirectoryNode, path: Path, begun: tuple[defer.Deferred[Any], defer.Deferred[Any]]) -> None:
+        work_d, list_d = begun
         try:
-            children = await node.list()
+            children = await list_d
         except LafsError as e:
             record(node, path, await work_d)
             if on_unreadable is not None:
@@ -117,19 +126,25 @@ async def deep_traverse(
                 directories.append((child, child_path))
             else:
                 files.append((child, child_path))
+        # The subdirectories are read (and checked) while this directory's files are: walking them one
+        # after the other left the servers idle for every directory read, and at every directory's tail.
+        subdirectories = [(child, child_path, start(child, child_path)) for child, child_path in directories]
         results = await defer.gatherResults(
             [defer.Deferred.fromCoroutine(visit(child, child_path)) for child, child_path in files], consumeErrors=True
         )
         for (child, child_path), result in zip(files, results, strict=True):
             record(child, child_path, result)
-        for child, child_path in directories:
+        for child, child_path, begun_child in subdirectories:
             monitor.raise_if_cancelled()
-            await walk_directory(child, child_path)
+            await walk_directory(child, child_path, begun_child)
 
     try:
-        await walk_directory(root, ())
+        await walk_directory(root, (), start(root, ()))
     except defer.FirstError as e:
         raise e.subFailure.value from None
+    finally:
+        for d in started:
+            d.addErrback(lambda _: None)  # those a cancelled or failed walk never awaited
     monitor.finished = True
 
 
