@@ -42,6 +42,15 @@ def pid_of(node: Path) -> int | None:
         return None
 
 
+def start_node(node: Path, pids: list[int]) -> int:
+    """``tahoe start`` one of our node directories; its PID goes on ``pids`` (for `stop_pids`) and is returned."""
+    tahoe("start", str(node))
+    pid = pid_of(node)
+    assert pid is not None, f"{node} wrote no running.process"
+    pids.append(pid)
+    return pid
+
+
 def stop_pids(pids: list[int]) -> None:
     """Last-resort cleanup: SIGTERM, then SIGKILL, the PIDs a test started."""
     for pid in pids:

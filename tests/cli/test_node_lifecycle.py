@@ -4,32 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.cli.nodes import (
     connected,
     free_port,
     listen_args,
     pid_of,
-    stop_pids,
+    start_node,
     tahoe,
     wait_for,
     welcome,
 )
-
-
-@pytest.fixture
-def started_pids() -> list[int]:
-    pids: list[int] = []
-    yield pids
-    stop_pids(pids)
-
-
-def start(node: Path, pids: list[int]) -> None:
-    tahoe("start", str(node))
-    pid = pid_of(node)
-    assert pid is not None
-    pids.append(pid)
 
 
 def test_grid_lifecycle(tmp_path: Path, started_pids: list[int]) -> None:
@@ -37,18 +21,18 @@ def test_grid_lifecycle(tmp_path: Path, started_pids: list[int]) -> None:
     out = tahoe("create-introducer", *listen_args(), str(introducer)).stdout
     assert "created" in out
     assert (introducer / "tahoe-introducer.tac").exists()
-    start(introducer, started_pids)
+    start_node(introducer, started_pids)
     furl = (introducer / "private" / "introducer.furl").read_text().strip()
     assert furl.startswith("pb://")
 
     nodes = [tmp_path / f"node{i}" for i in range(3)]
     for index, node in enumerate(nodes):
         tahoe("create-node", *listen_args(), "--webport=none", f"--nickname=node{index}", f"--introducer={furl}", str(node))
-        start(node, started_pids)
+        start_node(node, started_pids)
     client = tmp_path / "client"
     web_port = free_port()
     tahoe("create-client", f"--introducer={furl}", f"--webport=tcp:{web_port}:interface=127.0.0.1", str(client))
-    start(client, started_pids)
+    start_node(client, started_pids)
     web_url = (client / "node.url").read_text().strip()
     assert web_url == f"http://127.0.0.1:{web_port}/"
     wait_for(lambda: connected(web_url) == 3, 60, "3 connected servers")
@@ -65,11 +49,11 @@ def test_grid_lifecycle(tmp_path: Path, started_pids: list[int]) -> None:
     wait_for(lambda: not welcome(web_url)["introducers"]["statuses"][0].startswith("Connected"), 30, "introducer loss")
     assert connected(web_url) == 3
     # It comes back on the same fURL and introduces a newcomer.
-    start(introducer, started_pids)
+    start_node(introducer, started_pids)
     assert (introducer / "private" / "introducer.furl").read_text().strip() == furl
     late = tmp_path / "late"
     tahoe("create-node", *listen_args(), "--webport=none", "--nickname=late", f"--introducer={furl}", str(late))
-    start(late, started_pids)
+    start_node(late, started_pids)
     wait_for(lambda: connected(web_url) == 4, 90, "the late node to be introduced")
 
     # Stop everything, start it again: the client reconnects to every server.
@@ -78,7 +62,7 @@ def test_grid_lifecycle(tmp_path: Path, started_pids: list[int]) -> None:
         assert tahoe("stop", str(node)).returncode == 0
         assert pid_of(node) is None
     for node in reversed(all_nodes):
-        start(node, started_pids)
+        start_node(node, started_pids)
     wait_for(lambda: connected(web_url) == 4, 90, "reconnection after restart")
     for node in all_nodes:
         tahoe("stop", str(node))
@@ -131,7 +115,7 @@ def test_static_servers_without_an_introducer(tmp_path: Path, started_pids: list
     for index in range(2):
         node = tmp_path / f"node{index}"
         tahoe("create-node", *listen_args(), "--webport=none", f"--nickname=static{index}", str(node))
-        start(node, started_pids)
+        start_node(node, started_pids)
         pubkey = (node / "node.pubkey").read_text().strip()
         servers["v0-" + pubkey[len("pub-v0-") :]] = {
             "ann": {
@@ -144,7 +128,7 @@ def test_static_servers_without_an_introducer(tmp_path: Path, started_pids: list
     web_port = free_port()
     tahoe("create-client", f"--webport=tcp:{web_port}:interface=127.0.0.1", str(client))
     (client / "private" / "servers.yaml").write_text(yaml.safe_dump({"storage": servers}))
-    start(client, started_pids)
+    start_node(client, started_pids)
     web_url = f"http://127.0.0.1:{web_port}/"
     wait_for(lambda: connected(web_url) == 2, 60, "the static servers")
     assert welcome(web_url)["introducers"]["statuses"] == []

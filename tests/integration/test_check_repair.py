@@ -173,10 +173,8 @@ async def test_an_unrecoverable_immutable_file_is_reported_and_its_repair_fails(
     assert "only 2 good shares" in repaired.repair_problem
 
 
-@pytest_twisted.ensureDeferred
-async def test_add_lease_renews_every_share_with_one_call_per_server(grid: Grid, monkeypatch: pytest.MonkeyPatch) -> None:
-    cap = await uploaded(grid, os.urandom(SEGMENT + 3))
-    si = cap.get_storage_index()
+def count_add_lease_calls(grid: Grid, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The server IDs of every add_lease call from now on, one entry per call."""
     calls: list[str] = []
     for client in grid.clients:
         original = client.add_lease
@@ -186,21 +184,26 @@ async def test_add_lease_renews_every_share_with_one_call_per_server(grid: Grid,
             await original(storage_index, renew, cancel)
 
         monkeypatch.setattr(client, "add_lease", counted)
+    return calls
+
+
+async def lease_counts(grid: Grid, si: bytes) -> list[int]:
+    """How many leases each share of ``si`` holds, in the grid's server order."""
+    return [len((await client.server.backend.get_leases(si, shnum)).leases) for client, shnum, _ in grid.shares(si)]
+
+
+@pytest_twisted.ensureDeferred
+async def test_add_lease_renews_every_share_with_one_call_per_server(grid: Grid, monkeypatch: pytest.MonkeyPatch) -> None:
+    cap = await uploaded(grid, os.urandom(SEGMENT + 3))
+    si = cap.get_storage_index()
+    calls = count_add_lease_calls(grid, monkeypatch)
     await chk_node(grid, cap).check(add_lease=True)
     assert sorted(calls) == sorted(c.server_id for c in grid.clients)
     # Leases were added: every share now holds the uploader's and the checker's.
-    counts = []
-    for client in grid.clients:
-        for path in grid.share_files(si):
-            if path.is_relative_to(Path(client.server.backend.shares_dir)):
-                counts.append(len((await client.server.backend.get_leases(si, int(path.name))).leases))
+    counts = await lease_counts(grid, si)
     assert counts == [2] * 10
     await chk_node(grid, cap).check(add_lease=True)
-    counts = []
-    for client in grid.clients:
-        for path in grid.share_files(si):
-            if path.is_relative_to(Path(client.server.backend.shares_dir)):
-                counts.append(len((await client.server.backend.get_leases(si, int(path.name))).leases))
+    counts = await lease_counts(grid, si)
     assert counts == [2] * 10, "the same client renews its lease instead of adding another"
 
 
@@ -295,14 +298,6 @@ async def test_a_read_only_mutable_node_checks_but_cannot_repair(grid: Grid, tmp
 @pytest_twisted.ensureDeferred
 async def test_mutable_add_lease_calls_each_server_once(grid: Grid, monkeypatch: pytest.MonkeyPatch) -> None:
     node = await grid.context().create_mutable_file(b"y" * 1000)
-    calls: list[str] = []
-    for client in grid.clients:
-        original = client.add_lease
-
-        async def counted(storage_index: bytes, renew: bytes, cancel: bytes, client=client, original=original) -> None:  # type: ignore[no-untyped-def]
-            calls.append(client.server_id)
-            await original(storage_index, renew, cancel)
-
-        monkeypatch.setattr(client, "add_lease", counted)
+    calls = count_add_lease_calls(grid, monkeypatch)
     assert (await node.check(add_lease=True)).healthy
     assert sorted(calls) == sorted(c.server_id for c in grid.clients)

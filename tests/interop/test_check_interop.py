@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from lafs.core import base32, caps
-from tests.cli.nodes import connected, pid_of, stop_pids, tahoe, wait_for
+from tests.cli.nodes import connected, start_node, stop_pids, tahoe, wait_for
 from tests.interop import harness
 
 FORMATS = ["CHK", "SDMF", "MDMF"]
@@ -42,15 +42,14 @@ def our_url(mixed_grid: harness.RealGrid, tmp_path_factory: pytest.TempPathFacto
         "--shares-needed=2", "--shares-happy=3", "--shares-total=5",
         str(client),
     )
-    tahoe("start", str(client))
-    pid = pid_of(client)
-    assert pid is not None
+    pids: list[int] = []
+    start_node(client, pids)
     try:
         web_url = f"http://127.0.0.1:{web_port}/"
         wait_for(lambda: connected(web_url) == len(mixed_grid.storage_nodes), 90, "the real storage servers")
         yield web_url
     finally:
-        stop_pids([pid])
+        stop_pids(pids)
 
 
 def bucket(grid: harness.RealGrid, index: int, cap: str) -> Path:

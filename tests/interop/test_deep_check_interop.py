@@ -22,7 +22,7 @@ import attrs
 import pytest
 
 from lafs.core import base32
-from tests.cli.nodes import connected, listen_args, pid_of, stop_pids, tahoe, wait_for
+from tests.cli.nodes import connected, listen_args, start_node, stop_pids, tahoe, wait_for
 from tests.interop import harness
 
 Run = Callable[..., str]
@@ -62,10 +62,7 @@ def mixed(tahoe_oracle: Path) -> Iterator[MixedGrid]:
                 "--shares-needed=2", "--shares-happy=3", "--shares-total=5", str(client),
             )
             for node in [*ours, client]:
-                tahoe("start", str(node))
-                pid = pid_of(node)
-                assert pid is not None
-                pids.append(pid)
+                start_node(node, pids)
             our_url = f"http://127.0.0.1:{web_port}/"
             wait_for(lambda: connected(our_url) == 5, 90, "our client to reach all five servers")
             wait_for(lambda: connected(real.web_url) == 5, 90, "the real client to reach all five servers")

@@ -4,30 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from tests.cli.nodes import connected, listen_args, pid_of, stop_pids, tahoe, wait_for
+from tests.cli.nodes import connected, listen_args, start_node, tahoe, wait_for
 from tests.interop import harness
 
 
-@pytest.fixture
-def our_pids() -> list[int]:
-    pids: list[int] = []
-    yield pids
-    stop_pids(pids)
-
-
-def start_ours(node: Path, pids: list[int]) -> None:
-    tahoe("start", str(node))
-    pid = pid_of(node)
-    assert pid is not None
-    pids.append(pid)
-
-
-def test_real_nodes_join_our_introducer(tahoe_oracle: Path, tmp_path: Path, our_pids: list[int]) -> None:
+def test_real_nodes_join_our_introducer(tahoe_oracle: Path, tmp_path: Path, started_pids: list[int]) -> None:
     introducer = tmp_path / "our-introducer"
     tahoe("create-introducer", *listen_args(), str(introducer))
-    start_ours(introducer, our_pids)
+    start_node(introducer, started_pids)
     furl = (introducer / "private" / "introducer.furl").read_text().strip()
     real_nodes: list[harness.RealNode] = []
     try:
@@ -52,7 +36,7 @@ def test_real_nodes_join_our_introducer(tahoe_oracle: Path, tmp_path: Path, our_
             node.stop()
 
 
-def test_our_client_joins_a_real_introducer(real_grid: harness.RealGrid, tmp_path: Path, our_pids: list[int]) -> None:
+def test_our_client_joins_a_real_introducer(real_grid: harness.RealGrid, tmp_path: Path, started_pids: list[int]) -> None:
     client = tmp_path / "our-client"
     web_port = harness.free_port()
     tahoe(
@@ -61,17 +45,17 @@ def test_our_client_joins_a_real_introducer(real_grid: harness.RealGrid, tmp_pat
         f"--webport=tcp:{web_port}:interface=127.0.0.1",
         str(client),
     )
-    start_ours(client, our_pids)
+    start_node(client, started_pids)
     web_url = f"http://127.0.0.1:{web_port}/"
     wait_for(lambda: connected(web_url) == len(real_grid.storage_nodes), 90, "the real storage servers")
 
 
 def test_our_run_runs_a_real_node_dir_that_joins_a_real_grid(
-    real_grid: harness.RealGrid, tmp_path: Path, our_pids: list[int]
+    real_grid: harness.RealGrid, tmp_path: Path, started_pids: list[int]
 ) -> None:
     node_dir = tmp_path / "made-by-real-tahoe"
     harness.create_real_storage_node(node_dir, real_grid.introducer_furl, "ours-in-real-grid")
-    start_ours(node_dir, our_pids)
+    start_node(node_dir, started_pids)
     count = len(real_grid.storage_nodes) + 1
     # The real client sees our node, started from the real node directory, as a connected server.
     harness.wait_for_servers(real_grid.web_url, count, 90)

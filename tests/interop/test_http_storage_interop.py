@@ -10,26 +10,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
-from tests.cli.nodes import listen_args, pid_of, stop_pids, tahoe, wait_for, welcome
+from tests.cli.nodes import listen_args, start_node, tahoe, wait_for, welcome
 from tests.interop import harness
 
 HTTP_STATUS = "connected"
-
-
-@pytest.fixture
-def our_pids() -> list[int]:
-    pids: list[int] = []
-    yield pids
-    stop_pids(pids)
-
-
-def start_ours(node: Path, pids: list[int]) -> None:
-    tahoe("start", str(node))
-    pid = pid_of(node)
-    assert pid is not None
-    pids.append(pid)
 
 
 def statuses(web_url: str) -> list[str]:
@@ -40,17 +24,17 @@ def statuses(web_url: str) -> list[str]:
 
 
 def test_a_real_client_stores_and_reads_on_our_servers_over_http(
-    tahoe_oracle: Path, tmp_path: Path, our_pids: list[int]
+    tahoe_oracle: Path, tmp_path: Path, started_pids: list[int]
 ) -> None:
     introducer = tmp_path / "our-introducer"
     tahoe("create-introducer", *listen_args(), str(introducer))
-    start_ours(introducer, our_pids)
+    start_node(introducer, started_pids)
     furl = (introducer / "private" / "introducer.furl").read_text().strip()
     storage_dirs = []
     for index in range(3):
         node = tmp_path / f"our-storage{index}"
         tahoe("create-node", *listen_args(), "--webport=none", f"--nickname=ours{index}", f"--introducer={furl}", str(node))
-        start_ours(node, our_pids)
+        start_node(node, started_pids)
         storage_dirs.append(node)
     client_dir = tmp_path / "real-client"
     web_port = harness.create_real_client(client_dir, furl, needed=2, happy=3, total=3)
@@ -91,7 +75,7 @@ def test_a_real_client_stores_and_reads_on_our_servers_over_http(
 
 
 def test_our_client_stores_and_reads_on_real_servers_over_http(
-    real_grid: harness.RealGrid, tmp_path: Path, our_pids: list[int]
+    real_grid: harness.RealGrid, tmp_path: Path, started_pids: list[int]
 ) -> None:
     client = tmp_path / "our-client"
     web_port = harness.free_port()
@@ -102,7 +86,7 @@ def test_our_client_stores_and_reads_on_real_servers_over_http(
         "--shares-needed=1", "--shares-happy=3", "--shares-total=3",
         str(client),
     )
-    start_ours(client, our_pids)
+    start_node(client, started_pids)
     web_url = f"http://127.0.0.1:{web_port}/"
     count = len(real_grid.storage_nodes)
     wait_for(lambda: statuses(web_url).count(HTTP_STATUS) == count, 90, "our client to reach the real servers over HTTP")
@@ -126,7 +110,7 @@ def test_our_client_stores_and_reads_on_real_servers_over_http(
 
 
 def test_force_foolscap_keeps_our_client_on_foolscap(
-    real_grid: harness.RealGrid, tmp_path: Path, our_pids: list[int]
+    real_grid: harness.RealGrid, tmp_path: Path, started_pids: list[int]
 ) -> None:
     client = tmp_path / "our-foolscap-client"
     web_port = harness.free_port()
@@ -138,7 +122,7 @@ def test_force_foolscap_keeps_our_client_on_foolscap(
     )
     config = client / "tahoe.cfg"
     config.write_text(config.read_text().replace("[client]\n", "[client]\nforce_foolscap = true\n", 1))
-    start_ours(client, our_pids)
+    start_node(client, started_pids)
     web_url = f"http://127.0.0.1:{web_port}/"
     count = len(real_grid.storage_nodes)
     wait_for(lambda: sum(s.endswith("via tcp") for s in statuses(web_url)) == count, 90, "our client on Foolscap")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.nodes import connected, pid_of, stop_pids, tahoe, wait_for
+from tests.cli.nodes import connected, start_node, stop_pids, tahoe, wait_for
 from tests.interop import harness
 
 SIZES = [56, 1000, 131073, 1024 * 1024, 1024 * 1024 + 1, 2 * 1024 * 1024 + 12345]
@@ -31,15 +31,14 @@ def our_client(real_grid: harness.RealGrid, tmp_path_factory: pytest.TempPathFac
     secret = (real_grid.client_dir / "private" / "convergence").read_text()
     (client / "private").mkdir(exist_ok=True)
     (client / "private" / "convergence").write_text(secret)
-    tahoe("start", str(client))
-    pid = pid_of(client)
-    assert pid is not None
+    pids: list[int] = []
+    start_node(client, pids)
     try:
         web_url = f"http://127.0.0.1:{web_port}/"
         wait_for(lambda: connected(web_url) == len(real_grid.storage_nodes), 90, "the real storage servers")
         yield str(client)
     finally:
-        stop_pids([pid])
+        stop_pids(pids)
 
 
 @pytest.fixture(scope="module")

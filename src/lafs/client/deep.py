@@ -90,13 +90,10 @@ async def deep_traverse(
         monitor.visited += 1
         return result
 
-    started: list[defer.Deferred[Any]] = []
-
     def start(node: DirectoryNode, path: Path) -> tuple[defer.Deferred[Any], defer.Deferred[Any]]:
         """Begin a directory's own work (a check) and its listing, which are independent, at once."""
         work_d = defer.Deferred.fromCoroutine(visit(node, path))
         list_d: defer.Deferred[Any] = semaphore.run(lambda: defer.Deferred.fromCoroutine(node.list()))
-        started.extend((work_d, list_d))
         return work_d, list_d
 
     async def walk_directory(node: DirectoryNode, path: Path, begun: tuple[defer.Deferred[Any], defer.Deferred[Any]]) -> None:
@@ -129,22 +126,24 @@ async def deep_traverse(
         # The subdirectories are read (and checked) while this directory's files are: walking them one
         # after the other left the servers idle for every directory read, and at every directory's tail.
         subdirectories = [(child, child_path, start(child, child_path)) for child, child_path in directories]
-        results = await defer.gatherResults(
-            [defer.Deferred.fromCoroutine(visit(child, child_path)) for child, child_path in files], consumeErrors=True
-        )
-        for (child, child_path), result in zip(files, results, strict=True):
-            record(child, child_path, result)
-        for child, child_path, begun_child in subdirectories:
-            monitor.raise_if_cancelled()
-            await walk_directory(child, child_path, begun_child)
+        try:
+            results = await defer.gatherResults(
+                [defer.Deferred.fromCoroutine(visit(child, child_path)) for child, child_path in files], consumeErrors=True
+            )
+            for (child, child_path), result in zip(files, results, strict=True):
+                record(child, child_path, result)
+            for child, child_path, begun_child in subdirectories:
+                monitor.raise_if_cancelled()
+                await walk_directory(child, child_path, begun_child)
+        finally:
+            for _, _, started in subdirectories:
+                for d in started:
+                    d.addErrback(lambda _: None)  # those a cancelled or failed walk never awaited
 
     try:
         await walk_directory(root, (), start(root, ()))
     except defer.FirstError as e:
         raise e.subFailure.value from None
-    finally:
-        for d in started:
-            d.addErrback(lambda _: None)  # those a cancelled or failed walk never awaited
     monitor.finished = True
 
 
