@@ -25,6 +25,7 @@ from lafs.storage.backend import (
     CorruptionAdvisory,
     ShareBackend,
     ShareKind,
+    ShareLeases,
     SpaceStats,
 )
 from lafs.storage.disk import DiskBackend
@@ -262,6 +263,36 @@ async def test_lease_records_round_trip_on_mutable_shares(subject: Subject) -> N
     assert (await backend.get_leases(SI, 0)).leases == tuple(many[:2])
     assert await backend.read_share(SI, 0, 0, 20) == b"m" * 20
     assert await backend.read_share(SI, 0, 495, 100) == b"\x00" * 5 + b"grown"
+
+
+@pytest_twisted.ensureDeferred
+async def test_update_leases_changes_them_in_one_step_or_leaves_them(subject: Subject) -> None:
+    backend = subject.backend
+    await finished_share(backend, b"payload")
+    await backend.create_mutable(SI, 1, NODEID, WE)
+    await backend.write_mutable(SI, 1, [(0, b"m" * 20)], None)
+    nodeids = {0: None, 1: NODEID}  # immutable lease records carry no node ID
+    for shnum, nodeid in nodeids.items():
+        initial = (await backend.get_leases(SI, shnum)).leases  # what the upload's commit left
+        seen: list[tuple[LeaseInfo, ...]] = []
+
+        def add_one(current: ShareLeases, nodeid: bytes | None = nodeid, seen: list[Any] = seen) -> list[LeaseInfo]:
+            seen.append(current.leases)
+            return [*current.leases, lease(len(current.leases), nodeid)]
+
+        for _ in range(6):  # past the mutable container's four slots
+            assert await backend.update_leases(SI, shnum, add_one)
+        expected = initial + tuple(lease(n, nodeid) for n in range(len(initial), len(initial) + 6))
+        assert seen[5] == expected[:-1]
+        assert (await backend.get_leases(SI, shnum)).leases == expected
+        assert not await backend.update_leases(SI, shnum, lambda current: None)
+        assert (await backend.get_leases(SI, shnum)).leases == expected
+        assert await backend.update_leases(SI, shnum, lambda current: list(current.leases[-2:]))
+        assert (await backend.get_leases(SI, shnum)).leases == expected[-2:]
+    assert await backend.read_share(SI, 0, 0, 1000) == b"payload"
+    assert await backend.read_share(SI, 1, 0, 1000) == b"m" * 20
+    with pytest.raises(errors.NoSuchShareError):
+        await backend.update_leases(SI, 7, lambda current: None)
 
 
 # --- deletion, space, advisories -------------------------------------------------------------

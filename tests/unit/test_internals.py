@@ -200,11 +200,26 @@ def test_twisted_tcp_transport_protocol_can_be_replaced() -> None:
         internals.set_transport_protocol(object(), second)
 
 
-def test_twisted_web_client_pool_factory() -> None:
-    from twisted.web.client import HTTPConnectionPool
+def test_twisted_web_http11_client_and_request() -> None:
+    from twisted.web import client
 
-    assert isinstance(getattr(HTTPConnectionPool, "_factory", None), type), missing("twisted", "HTTPConnectionPool._factory")
-    pool = internals.quiet_connection_pool(MemoryReactor())
-    factory = pool._factory(lambda protocol: None, "endpoint")
-    assert factory.noisy is False and isinstance(factory, HTTPConnectionPool._factory)
-    assert pool.persistent
+    calls: list[object] = []
+    connection = internals.http11_client(calls.append)
+    assert isinstance(connection, client.HTTP11ClientProtocol), missing("twisted", "twisted.web._newclient.HTTP11ClientProtocol")
+    assert connection.state == "QUIESCENT", missing("twisted", "HTTP11ClientProtocol.state")
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    headers = client.Headers({b"host": [b"example:1"]})
+    answered = connection.request(internals.http11_request(b"GET", b"/storage/v1/version", headers, None))
+    assert transport.value().startswith(b"GET /storage/v1/version HTTP/1.1\r\n")
+    assert b"Connection: close" not in transport.value(), "the request asks for a persistent connection"
+    connection.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    response = answered.result
+    body: list[bytes] = []
+
+    class Collect(protocol.Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            body.append(data)
+
+    response.deliverBody(Collect())
+    assert body == [b"ok"] and calls == [connection], missing("twisted", "HTTP11ClientProtocol's quiescent callback")

@@ -31,7 +31,7 @@ from lafs.mutable.filenode import MutableFileNode
 
 Path = tuple[str, ...]
 
-CHECK_CONCURRENCY = 20
+CHECK_CONCURRENCY = 40
 """Objects a deep-check works on at once."""
 
 
@@ -69,6 +69,24 @@ def verify_cap_of(node: Any) -> str | None:
     return cap
 
 
+LOOKAHEAD = 1000
+"""Objects whose work may begin before the walk reaches them (bounding what a deep walk holds)."""
+
+
+@attrs.define
+class _Begun:
+    """One object's work under way, and for a directory its listing."""
+
+    work: defer.Deferred[Any]
+    listing: defer.Deferred[Any] | None = None
+
+    def forget(self) -> None:
+        """Silence the failures of work the walk will never wait for (it was cancelled or failed)."""
+        for d in (self.work, self.listing):
+            if d is not None:
+                d.addErrback(lambda _: None)
+
+
 async def deep_traverse(
     root: DirectoryNode,
     work: Work,
@@ -79,10 +97,21 @@ async def deep_traverse(
     on_unreadable: Callable[[Path, Exception], None] | None = None,
     on_directory: Callable[[DirectoryNode, dict[str, tuple[Any, dict[str, Any]]]], None] | None = None,
 ) -> None:
-    """Walk the graph below ``root``: ``work`` then ``record`` each object once."""
+    """Walk the graph below ``root``: ``work`` then ``record`` each object once.
+
+    Records come in walk order (a directory, its files, then its
+    subdirectories' walks, names sorted), but the work does not wait for the
+    walk: as soon as a directory's listing arrives its children's work
+    begins (up to LOOKAHEAD objects ahead), so the servers are kept busy
+    across directories instead of draining at each directory's slowest file.
+    The walk alone decides which path an object shared by several is
+    recorded under.
+    """
     monitor = monitor or Monitor()
     semaphore = defer.DeferredSemaphore(max(1, concurrency))
     found: set[str | None] = {verify_cap_of(root)}
+    early: dict[str, _Begun] = {}
+    """Work begun ahead of the walk, by verify cap; the walk takes it from here when it gets there."""
 
     async def visit(node: Any, path: Path) -> Any:
         monitor.raise_if_cancelled()
@@ -90,60 +119,74 @@ async def deep_traverse(
         monitor.visited += 1
         return result
 
-    def start(node: DirectoryNode, path: Path) -> tuple[defer.Deferred[Any], defer.Deferred[Any]]:
-        """Begin a directory's own work (a check) and its listing, which are independent, at once."""
-        work_d = defer.Deferred.fromCoroutine(visit(node, path))
-        list_d: defer.Deferred[Any] = semaphore.run(lambda: defer.Deferred.fromCoroutine(node.list()))
-        return work_d, list_d
+    def begin(node: Any, path: Path) -> _Begun:
+        begun = _Begun(defer.Deferred.fromCoroutine(visit(node, path)))
+        if isinstance(node, DirectoryNode):
+            # Its own work (a check) and its listing are independent: both at once.
+            begun.listing = semaphore.run(lambda: defer.Deferred.fromCoroutine(node.list()))
+            begun.listing.addCallback(begin_children, path)
+        return begun
 
-    async def walk_directory(node: DirectoryNode, path: Path, begun: tuple[defer.Deferred[Any], defer.Deferred[Any]]) -> None:
-        work_d, list_d = begun
+    def begin_children(children: dict[str, tuple[Any, dict[str, Any]]], path: Path) -> Any:
+        for name, (child, _metadata) in sorted(children.items()):
+            if len(early) >= LOOKAHEAD or monitor.cancelled:
+                break
+            verifier = verify_cap_of(child)
+            if verifier is not None and verifier not in found and verifier not in early:
+                early[verifier] = begin(child, (*path, name))
+        return children
+
+    def claim(child: Any, child_path: Path, verifier: str | None) -> _Begun:
+        begun = early.pop(verifier, None) if verifier is not None else None
+        return begun if begun is not None else begin(child, child_path)
+
+    async def walk_directory(node: DirectoryNode, path: Path, begun: _Begun) -> None:
+        assert begun.listing is not None
         try:
-            children = await list_d
+            children = await begun.listing
         except LafsError as e:
-            record(node, path, await work_d)
+            record(node, path, await begun.work)
             if on_unreadable is not None:
                 on_unreadable(path, e)
             return
-        record(node, path, await work_d)
+        record(node, path, await begun.work)
         if on_directory is not None:
             on_directory(node, children)
-        files: list[tuple[Any, Path]] = []
-        directories: list[tuple[DirectoryNode, Path]] = []
+        files: list[tuple[Any, Path, _Begun]] = []
+        directories: list[tuple[DirectoryNode, Path, _Begun]] = []
         for name, (child, _metadata) in sorted(children.items()):
             child_path = (*path, name)
-            if isinstance(child, UnknownNode):
-                files.append((child, child_path))
-                continue
             verifier = verify_cap_of(child)
+            if isinstance(child, UnknownNode):
+                files.append((child, child_path, begin(child, child_path)))
+                continue
             if verifier is not None and verifier in found:
                 continue
             found.add(verifier)
+            claimed = claim(child, child_path, verifier)
             if isinstance(child, DirectoryNode):
-                directories.append((child, child_path))
+                directories.append((child, child_path, claimed))
             else:
-                files.append((child, child_path))
-        # The subdirectories are read (and checked) while this directory's files are: walking them one
-        # after the other left the servers idle for every directory read, and at every directory's tail.
-        subdirectories = [(child, child_path, start(child, child_path)) for child, child_path in directories]
+                files.append((child, child_path, claimed))
+        waited = 0
         try:
-            results = await defer.gatherResults(
-                [defer.Deferred.fromCoroutine(visit(child, child_path)) for child, child_path in files], consumeErrors=True
-            )
-            for (child, child_path), result in zip(files, results, strict=True):
-                record(child, child_path, result)
-            for child, child_path, begun_child in subdirectories:
+            for child, child_path, claimed in files:
+                waited += 1
+                record(child, child_path, await claimed.work)
+            for child, child_path, claimed in directories:
                 monitor.raise_if_cancelled()
-                await walk_directory(child, child_path, begun_child)
+                waited += 1
+                await walk_directory(child, child_path, claimed)
         finally:
-            for _, _, started in subdirectories:
-                for d in started:
-                    d.addErrback(lambda _: None)  # those a cancelled or failed walk never awaited
+            for _, _, unawaited in [*files, *directories][waited:]:
+                unawaited.forget()
 
     try:
-        await walk_directory(root, (), start(root, ()))
-    except defer.FirstError as e:
-        raise e.subFailure.value from None
+        await walk_directory(root, (), begin(root, ()))
+    finally:
+        for begun in early.values():
+            begun.forget()
+        early.clear()
     monitor.finished = True
 
 

@@ -136,6 +136,13 @@ def _rsa_private_cached(private_der: bytes) -> RSA.RsaKey:
 
 
 def _rsa_public(public_der: bytes) -> RSA.RsaKey:
+    return _rsa_public_cached(bytes(public_der))
+
+
+@functools.lru_cache(maxsize=64)
+def _rsa_public_cached(public_der: bytes) -> RSA.RsaKey:
+    # A mutable read checks the signature of every share it maps, each share carrying the same key:
+    # importing it each time cost more than verifying.
     key = _import_rsa_der(public_der, "public")
     if key.has_private():
         raise KeyFormatError("an RSA private key was given where a public key is expected")

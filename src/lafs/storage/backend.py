@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import attrs
@@ -127,6 +127,10 @@ class IncomingShare(Protocol):
     async def abort(self) -> None: ...
 
 
+LeaseChange = Callable[[ShareLeases], Sequence[LeaseInfo] | None]
+"""What to make of a share's leases: the new records, or None to leave them as they are."""
+
+
 class ShareBackend(Protocol):
     """Where a storage server keeps its shares."""
 
@@ -181,6 +185,11 @@ class ShareBackend(Protocol):
 
     async def put_leases(self, storage_index: bytes, shnum: int, leases: Sequence[LeaseInfo]) -> None:
         """Replace a finished share's lease records (secrets as stored, see ``ShareLeases``)."""
+        ...
+
+    async def update_leases(self, storage_index: bytes, shnum: int, change: LeaseChange) -> bool:
+        """`get_leases`, then `put_leases` of what ``change`` makes of them unless it returns None, the
+        share opened once; whether ``change`` returned leases."""
         ...
 
     async def delete_share(self, storage_index: bytes, shnum: int) -> None:

@@ -35,6 +35,7 @@ from lafs.core.containers import (
 )
 from lafs.storage.backend import (
     CorruptionAdvisory,
+    LeaseChange,
     ShareKind,
     ShareLeases,
     ShareSize,
@@ -66,10 +67,14 @@ def _share_name(storage_index: bytes, shnum: int) -> str:
 
 
 @contextlib.contextmanager
-def _share_file(path: str, name: str, mode: str) -> Iterator[BinaryIO]:
-    """One share file, open; OS failures become storage errors that name the share."""
+def _share_file(path: str, name: str, mode: str, buffering: int = -1) -> Iterator[BinaryIO]:
+    """One share file, open; OS failures become storage errors that name the share.
+
+    ``buffering=0`` for a few small reads and writes: no buffer to fill, and no
+    isatty and seek system calls to set one up.
+    """
     try:
-        f = cast(BinaryIO, open(path, mode))
+        f = cast(BinaryIO, open(path, mode, buffering=buffering))
     except FileNotFoundError:
         raise NoSuchShareError(f"share {name} does not exist") from None
     except OSError as e:
@@ -113,8 +118,10 @@ class DiskBackend:
     def share_path(self, storage_index: bytes, shnum: int) -> str:
         return os.path.join(self.shares_dir, storage_index_to_dir(storage_index), str(shnum))
 
-    def _open(self, storage_index: bytes, shnum: int, mode: str) -> contextlib.AbstractContextManager[BinaryIO]:
-        return _share_file(self.share_path(storage_index, shnum), _share_name(storage_index, shnum), mode)
+    def _open(
+        self, storage_index: bytes, shnum: int, mode: str, buffering: int = -1
+    ) -> contextlib.AbstractContextManager[BinaryIO]:
+        return _share_file(self.share_path(storage_index, shnum), _share_name(storage_index, shnum), mode, buffering)
 
     def space(self) -> SpaceStats:
         stats = os.statvfs(self.storage_dir)
@@ -129,7 +136,7 @@ class DiskBackend:
         found = {}
         for shnum in share_numbers_in(bucket):
             try:
-                with self._open(storage_index, shnum, "rb") as f:
+                with self._open(storage_index, shnum, "rb", buffering=0) as f:
                     prefix = f.read(32)
             except NoSuchShareError:
                 continue  # deleted since the listing
@@ -228,31 +235,21 @@ class DiskBackend:
     # --- leases -----------------------------------------------------------------------------
 
     async def get_leases(self, storage_index: bytes, shnum: int) -> ShareLeases:
-        with self._open(storage_index, shnum, "rb") as f:
-            prefix = f.read(MUTABLE_HEADER.size)
-            if is_mutable_container(prefix):
-                header = MutableContainerHeader.unpack(prefix)
-                slots = _mutable_slots(f)
-                leases = [lease for lease in slots if not lease.is_empty_slot()] + _extra_leases(f, header)
-                return ShareLeases(header.version, tuple(leases))
-            immutable = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
-            f.seek(immutable.lease_offset(os.fstat(f.fileno()).st_size))
-            raw = f.read(immutable.num_leases * IMMUTABLE_LEASE.size)
-            return ShareLeases(immutable.version, tuple(unpack_immutable_leases(raw)))
+        with self._open(storage_index, shnum, "rb", buffering=0) as f:
+            return _read_leases(f)
 
     async def put_leases(self, storage_index: bytes, shnum: int, leases: Sequence[LeaseInfo]) -> None:
-        with self._open(storage_index, shnum, "r+b") as f:
-            prefix = f.read(MUTABLE_HEADER.size)
-            if is_mutable_container(prefix):
-                _put_mutable_leases(f, MutableContainerHeader.unpack(prefix), leases)
-                return
-            old = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
-            lease_offset = old.lease_offset(os.fstat(f.fileno()).st_size)
+        with self._open(storage_index, shnum, "r+b", buffering=0) as f:
+            _write_leases(f, leases)
+
+    async def update_leases(self, storage_index: bytes, shnum: int, change: LeaseChange) -> bool:
+        with self._open(storage_index, shnum, "r+b", buffering=0) as f:
+            leases = change(_read_leases(f))
+            if leases is None:
+                return False
             f.seek(0)
-            f.write(ImmutableContainerHeader(old.version, old.legacy_data_length, len(leases)).pack())
-            f.seek(lease_offset)
-            f.write(b"".join(lease.pack_immutable() for lease in leases))
-            f.truncate()
+            _write_leases(f, leases)
+            return True
 
     # --- the rest ---------------------------------------------------------------------------
 
@@ -357,6 +354,35 @@ def _with_data_length(header: MutableContainerHeader, length: int) -> MutableCon
     return MutableContainerHeader(
         header.magic, header.write_enabler_nodeid, header.write_enabler, length, header.extra_lease_offset
     )
+
+
+def _read_leases(f: BinaryIO) -> ShareLeases:
+    """The leases of the share open in ``f`` (at its start)."""
+    prefix = f.read(MUTABLE_HEADER.size)
+    if is_mutable_container(prefix):
+        header = MutableContainerHeader.unpack(prefix)
+        slots = _mutable_slots(f)
+        leases = [lease for lease in slots if not lease.is_empty_slot()] + _extra_leases(f, header)
+        return ShareLeases(header.version, tuple(leases))
+    immutable = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
+    f.seek(immutable.lease_offset(os.fstat(f.fileno()).st_size))
+    raw = f.read(immutable.num_leases * IMMUTABLE_LEASE.size)
+    return ShareLeases(immutable.version, tuple(unpack_immutable_leases(raw)))
+
+
+def _write_leases(f: BinaryIO, leases: Sequence[LeaseInfo]) -> None:
+    """Replace the leases of the share open in ``f`` (at its start)."""
+    prefix = f.read(MUTABLE_HEADER.size)
+    if is_mutable_container(prefix):
+        _put_mutable_leases(f, MutableContainerHeader.unpack(prefix), leases)
+        return
+    old = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
+    lease_offset = old.lease_offset(os.fstat(f.fileno()).st_size)
+    f.seek(0)
+    f.write(ImmutableContainerHeader(old.version, old.legacy_data_length, len(leases)).pack())
+    f.seek(lease_offset)
+    f.write(b"".join(lease.pack_immutable() for lease in leases))
+    f.truncate()
 
 
 def _mutable_slots(f: BinaryIO) -> list[LeaseInfo]:

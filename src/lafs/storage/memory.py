@@ -16,6 +16,7 @@ from lafs.core.containers import LeaseInfo
 from lafs.storage.backend import (
     NEW_CONTAINER_VERSION,
     CorruptionAdvisory,
+    LeaseChange,
     ShareKind,
     ShareLeases,
     ShareSize,
@@ -146,6 +147,14 @@ class MemoryBackend:
 
     async def put_leases(self, storage_index: bytes, shnum: int, leases: Sequence[LeaseInfo]) -> None:
         self._share(storage_index, shnum).leases = list(leases)
+
+    async def update_leases(self, storage_index: bytes, shnum: int, change: LeaseChange) -> bool:
+        share = self._share(storage_index, shnum)
+        leases = change(ShareLeases(NEW_CONTAINER_VERSION, tuple(share.leases)))
+        if leases is None:
+            return False
+        share.leases = list(leases)
+        return True
 
     async def delete_share(self, storage_index: bytes, shnum: int) -> None:
         share = self._share(storage_index, shnum)

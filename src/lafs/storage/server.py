@@ -268,16 +268,18 @@ class StorageServer(service.MultiService):
         expiration: int,
         nodeid: bytes | None = None,
     ) -> None:
-        current = await self.backend.get_leases(storage_index, shnum)
-        leases = _renewed(current, renew_secret, expiration)
-        if leases is None:
-            version = current.container_version
-            lease = LeaseInfo(
-                owner_num, stored_secret(version, renew_secret), stored_secret(version, cancel_secret), expiration, nodeid
-            )
-            leases = [*current.leases, lease]
-        if leases != list(current.leases):
-            await self.backend.put_leases(storage_index, shnum, leases)
+
+        def add_or_renew(current: ShareLeases) -> list[LeaseInfo] | None:
+            leases = _renewed(current, renew_secret, expiration)
+            if leases is None:
+                version = current.container_version
+                lease = LeaseInfo(
+                    owner_num, stored_secret(version, renew_secret), stored_secret(version, cancel_secret), expiration, nodeid
+                )
+                leases = [*current.leases, lease]
+            return leases if leases != list(current.leases) else None
+
+        await self.backend.update_leases(storage_index, shnum, add_or_renew)
 
     async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> bool:
         """Add or renew a lease on every share of the storage index; False when it has none."""
@@ -293,14 +295,17 @@ class StorageServer(service.MultiService):
         check_storage_index(storage_index)
         expiration = self._expiration()
         renewed = False
-        for shnum in await self.backend.list_shares(storage_index):
-            current = await self.backend.get_leases(storage_index, shnum)
+
+        def renew(current: ShareLeases) -> list[LeaseInfo] | None:
+            nonlocal renewed
             leases = _renewed(current, renew_secret, expiration)
             if leases is None:
-                continue
+                return None
             renewed = True
-            if leases != list(current.leases):
-                await self.backend.put_leases(storage_index, shnum, leases)
+            return leases if leases != list(current.leases) else None
+
+        for shnum in await self.backend.list_shares(storage_index):
+            await self.backend.update_leases(storage_index, shnum, renew)
         if not renewed:
             raise NoSuchLeaseError(
                 f"no share of storage index {base32.b2a(storage_index)} has a lease with that renew secret"

@@ -29,7 +29,6 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
-    Agent,
     RequestNotSent,
     RequestTransmissionFailed,
     ResponseDone,
@@ -37,7 +36,7 @@ from twisted.web.client import (
     ResponseNeverReceived,
 )
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
+from twisted.web.iweb import IBodyProducer
 from zope.interface import implementer
 
 from lafs import internals
@@ -68,12 +67,14 @@ log = Logger()
 CBOR = b"application/cbor"
 STORAGE_INDEX_SIZE = 16
 MAX_REASON_LENGTH = 32765
-PERSISTENT_CONNECTIONS = 48
-"""Connections kept open per server: an upload writes several shares to one server at once, and a
-deep-check has 20 objects' queries (two each with add-lease) in flight at each server.  Twisted's pool opens
-a new connection for every request beyond the idle ones and closes it after, so a smaller pool made a
-deep-check spend a quarter of the client's CPU in TLS handshakes."""
+MAX_REQUESTS = 16
+"""Requests in flight to one server at once, so connections open to it (HTTP/1.1 carries one request at
+a time); more wait their turn.  A server answers one request at a time, so more in flight only queue
+there, and each new connection costs both ends a TLS handshake: a deep-check's 20 objects, two queries
+each, opened 40 connections to every server, and the handshakes were a fifth of its time."""
 CONNECT_TIMEOUT = 30
+IDLE_CONNECTION_TIMEOUT = 240.0
+"""Seconds an unused connection is kept open (as long as Twisted's HTTPConnectionPool keeps one)."""
 REQUEST_TIMEOUT = 60.0
 """Seconds a request may wait for its answer's headers, and then for each further piece of its body,
 before the server is taken as unreachable: a server that hangs (stopped, or cut off without a reset)
@@ -86,6 +87,7 @@ RETRY_INITIAL, RETRY_FACTOR, RETRY_MAX = 1.0, 2.0, 60.0
 """Seconds between attempts to reach a server that is down: like foolscap's Reconnector."""
 TRANSPORT_FAILURES = (
     internet_error.ConnectError,
+    internet_error.ConnectingCancelledError,
     internet_error.ConnectionLost,
     internet_error.ConnectionDone,
     internet_error.TimeoutError,
@@ -111,7 +113,10 @@ class _BytesBody:
         self._data = data
         self.length = len(data)
 
+    started = False
+
     def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        self.started = True
         consumer.write(self._data)
         self._data = b""
         return defer.succeed(None)
@@ -181,29 +186,6 @@ class _Answer:
             raise ValueError(f"the server's answer is not valid CBOR: {e}") from None
 
 
-@implementer(IAgentEndpointFactory)
-class _BulkTLSEndpoints:
-    """Pinned-TLS connections whose long writes (an upload's runs of blocks) go through a BulkTLSWriter
-    and reach the socket up to SEND_LIMIT at a time, as the node's Foolscap connections do: Twisted's
-    TLS path was a tenth of an uploading client's reactor time."""
-
-    def __init__(self, reactor: Any, policy: PinnedSPKIPolicy) -> None:
-        self._reactor = reactor
-        self._policy = policy
-        self._endpoints: dict[tuple[bytes, int], _BulkTLSEndpoint] = {}
-
-    def endpointForURI(self, uri: Any) -> _BulkTLSEndpoint:
-        # The Agent asks for every request, even one that reuses a pooled connection; making a
-        # HostnameEndpoint (IDNA-decoding its host) and its TLS wrapper each time cost ~0.2 ms.
-        key = (uri.host, uri.port)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
-            tcp: Any = HostnameEndpoint(self._reactor, uri.host, uri.port, timeout=CONNECT_TIMEOUT)
-            creator: Any = self._policy.creatorForNetloc(uri.host, uri.port)  # zope interfaces: mypy cannot see them
-            endpoint = self._endpoints[key] = _BulkTLSEndpoint(wrapClientTLS(creator, tcp))
-        return endpoint
-
-
 class _BulkTLSEndpoint:
     def __init__(self, tls: Any) -> None:
         self._tls = tls
@@ -221,22 +203,136 @@ class _BulkTLSEndpoint:
         return d.addCallback(bulk_writes)
 
 
+class _Connections:
+    """Open connections to one server, each carrying one request at a time (HTTP/1.1 does not pipeline).
+
+    The connection used last is handed out first, so a few busy connections
+    stay warm rather than dozens cycling cold (that cost both ends a tenth
+    more CPU); at most ``limit`` idle ones are kept, each closed after
+    ``idle_timeout`` seconds unused.  One timer sweeps them all, rather than
+    one per connection set and cancelled around every request.
+    """
+
+    def __init__(self, reactor: Any, endpoint: _BulkTLSEndpoint, limit: int, idle_timeout: float) -> None:
+        self._reactor = reactor
+        self._endpoint = endpoint
+        self._limit = limit
+        self._idle_timeout = idle_timeout
+        self._idle: list[tuple[Any, float]] = []
+        """(protocol, when it went idle), oldest first."""
+        self._sweep: Any = None
+        self._factory = _ClientFactory(self._put)
+        self._in_flight = 0
+        self._waiting: list[defer.Deferred[None]] = []
+
+    async def turn(self) -> None:
+        """Wait until fewer than ``limit`` requests are in flight, and count one more (`done` ends it)."""
+        while self._in_flight >= self._limit:
+            waiter: defer.Deferred[None] = defer.Deferred(self._waiting.remove)
+            self._waiting.append(waiter)
+            await waiter
+        self._in_flight += 1
+
+    def done(self) -> None:
+        self._in_flight -= 1
+        if self._waiting:
+            self._waiting.pop(0).callback(None)
+
+    def fail_waiting(self, error: Exception) -> None:
+        """The server is unreachable: the requests waiting their turn fail now rather than each in turn."""
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            waiter.errback(error)
+
+    async def get(self) -> tuple[Any, bool]:
+        """A connection ready for a request, and whether it has carried one before (it may have been
+        closed by the server meanwhile: a request on it can fail before reaching the server)."""
+        while self._idle:
+            connection, _ = self._idle.pop()
+            if connection.state == "QUIESCENT":
+                return connection, True
+        return await self.new(), False
+
+    async def new(self) -> Any:
+        return await self._endpoint.connect(self._factory)
+
+    def _put(self, connection: Any) -> None:
+        if len(self._idle) >= self._limit:
+            self._idle.pop(0)[0].transport.loseConnection()
+        self._idle.append((connection, self._reactor.seconds()))
+        if self._sweep is None:
+            self._sweep = self._reactor.callLater(self._idle_timeout, self._close_unused)
+
+    def _close_unused(self) -> None:
+        self._sweep = None
+        now = self._reactor.seconds()
+        while self._idle and now - self._idle[0][1] >= self._idle_timeout:
+            self._idle.pop(0)[0].transport.loseConnection()
+        if self._idle:
+            self._sweep = self._reactor.callLater(self._idle[0][1] + self._idle_timeout - now, self._close_unused)
+
+    def close(self) -> defer.Deferred[Any]:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        idle, self._idle = self._idle, []
+        return defer.gatherResults([connection.abort() for connection, _ in idle]).addCallback(lambda _: None)
+
+
+class _Unreachable(Exception):
+    """Why a request waiting its turn was failed: the server was found unreachable meanwhile."""
+
+
+class _ClientFactory(protocol.Factory):
+    noisy = False  # a storage client opens many connections: no "Starting factory" for each
+
+    def __init__(self, on_quiescent: Callable[[Any], None]) -> None:
+        self._on_quiescent = on_quiescent
+
+    def buildProtocol(self, addr: Any) -> Any:
+        return internals.http11_client(self._on_quiescent)
+
+
+def _may_retry(method: bytes, producer: _BytesBody | None, error: Exception) -> bool:
+    """Whether a request that failed on a reused connection may go again on a new one: when it was never
+    sent, or (as Twisted's pool does) when it is a GET without a body and was not cancelled."""
+    if isinstance(error, RequestNotSent):
+        return producer is None or not producer.started
+    reasons = getattr(error, "reasons", [])
+    cancelled = any(isinstance(r, Failure) and r.check(defer.CancelledError) for r in reasons)
+    return method in (b"GET", b"HEAD") and producer is None and not cancelled
+
+
 class _HTTP:
-    """Requests to one server: pinned TLS, the swissnum, pooled connections."""
+    """Requests to one server: pinned TLS, the swissnum, persistent connections."""
 
     def __init__(
         self, reactor: Any, nurl: NURL, server_id: str, on_unreachable: Callable[[], None], timeout: float = REQUEST_TIMEOUT
     ) -> None:
         self._reactor = reactor
         self._timeout = timeout
-        self._pool = internals.quiet_connection_pool(reactor)
-        self._pool.maxPersistentPerHost = PERSISTENT_CONNECTIONS
-        self._agent = Agent.usingEndpointFactory(reactor, _BulkTLSEndpoints(reactor, PinnedSPKIPolicy(nurl.spki_hash)), pool=self._pool)
+        tcp: Any = HostnameEndpoint(reactor, nurl.host, nurl.port, timeout=CONNECT_TIMEOUT)
+        creator: Any = PinnedSPKIPolicy(nurl.spki_hash).creatorForNetloc(nurl.host.encode("idna"), nurl.port)
+        self._connections = _Connections(
+            reactor, _BulkTLSEndpoint(wrapClientTLS(creator, tcp)), MAX_REQUESTS, IDLE_CONNECTION_TIMEOUT
+        )
         host = f"[{nurl.host}]" if ":" in nurl.host else nurl.host
-        self._base = f"https://{host}:{nurl.port}/storage/v1/".encode("ascii")
+        self._host = (host if nurl.port == 443 else f"{host}:{nurl.port}").encode("idna")
+        self._base = b"/storage/v1/"
         self._authorization = b"Tahoe-LAFS " + base64.b64encode(nurl.swissnum.encode("ascii"))
         self.server_id = server_id
         self._on_unreachable = on_unreachable
+
+    async def _send(self, method: bytes, target: bytes, headers: Headers, producer: _BytesBody | None) -> Any:
+        connection, reused = await self._connections.get()
+        try:
+            return await connection.request(internals.http11_request(method, target, headers, producer))
+        except (RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived) as e:
+            if not (reused and _may_retry(method, producer, e)):
+                raise
+        # The server had closed the idle connection: once more, on a new one.
+        connection = await self._connections.new()
+        return await connection.request(internals.http11_request(method, target, headers, producer))
 
     async def request(
         self,
@@ -248,20 +344,26 @@ class _HTTP:
         content_type: bytes | None = None,
         headers: Mapping[bytes, bytes] | None = None,
     ) -> _Answer:
-        sent = Headers({b"authorization": [self._authorization]})
+        sent = Headers({b"host": [self._host], b"authorization": [self._authorization]})
         for kind, value in secrets:
             sent.addRawHeader(b"x-tahoe-authorization", kind + b" " + base64.b64encode(value))
         if content_type is not None:
             sent.addRawHeader(b"content-type", content_type)
         for name, value in (headers or {}).items():
             sent.addRawHeader(name, value)
-        producer: Any = _BytesBody(body) if body is not None else None
+        producer = _BytesBody(body) if body is not None else None
         del body
-        pending = self._agent.request(method, self._base + path.encode("ascii"), sent, producer)
-        # The headers must come within the timeout, and time to send the body (the body collector times
-        # each piece of the answer's body).
-        too_late = self._reactor.callLater(self._timeout + (producer.length if producer else 0) / SLOWEST_SEND, pending.cancel)
+        what = f"{method.decode()} {path.split('/')[0]}"
         try:
+            await self._connections.turn()
+        except _Unreachable as e:
+            raise ServerUnreachableError(self.server_id, f"{what}: {e}") from None
+        timed_out = False
+        try:
+            pending = defer.Deferred.fromCoroutine(self._send(method, self._base + path.encode("ascii"), sent, producer))
+            # The headers must come within the timeout, and time to send the body (the body collector times
+            # each piece of the answer's body).
+            too_late = self._reactor.callLater(self._timeout + (producer.length if producer else 0) / SLOWEST_SEND, pending.cancel)
             try:
                 response = await pending
             finally:
@@ -270,10 +372,12 @@ class _HTTP:
                     too_late.cancel()
             data = await _read_body(response, self._reactor, self._timeout)
         except TRANSPORT_FAILURES as e:
+            reason = f"no answer within {self._timeout:g} s" if timed_out or isinstance(e, defer.TimeoutError) else _describe_failure(e)
+            self._connections.fail_waiting(_Unreachable(f"an earlier request got {reason}"))
             self._on_unreachable()
-            timed_out = timed_out or isinstance(e, defer.TimeoutError)
-            reason = f"no answer within {self._timeout:g} s" if timed_out else _describe_failure(e)
-            raise ServerUnreachableError(self.server_id, f"{method.decode()} {path.split('/')[0]}: {reason}") from None
+            raise ServerUnreachableError(self.server_id, f"{what}: {reason}") from None
+        finally:
+            self._connections.done()
         return _Answer(response.code, data, response.headers)
 
     async def cbor_request(
@@ -296,7 +400,7 @@ class _HTTP:
             raise ServerRefusedError(self.server_id, f"{what}: {e}", "BadAnswer") from None
 
     def close(self) -> defer.Deferred[Any]:
-        return self._pool.closeCachedConnections()
+        return self._connections.close()
 
 
 def _describe_failure(error: Exception) -> str:
