@@ -7,10 +7,10 @@ visited again.  Literal files have no verify cap and are visited at each link,
 and unknown nodes are reported but never opened, as in Tahoe.  Unlike Tahoe, a
 directory that cannot be read does not end the operation: it is reported
 (`DeepResults.errors`) and its subtree skipped, so one lost directory does not
-hide the health of everything else.  Files of one directory are worked on
-``concurrency`` at a time, and its subdirectories are read (and checked) meanwhile;
-results are still recorded in walk order, so streamed output does not depend
-on timing.
+hide the health of everything else.  Objects are worked on ``concurrency`` at
+a time, each as soon as the listing naming it arrives (up to LOOKAHEAD ahead of
+the walk); results are still recorded in walk order, so streamed output does
+not depend on timing.
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ from lafs.mutable.filenode import MutableFileNode
 
 Path = tuple[str, ...]
 
-CHECK_CONCURRENCY = 40
-"""Objects a deep-check works on at once."""
+CHECK_CONCURRENCY = 80
+"""Objects a deep-check works on at once: each is a few small requests to every server, and a server
+handles a batch of them for less than one at a time (the storage client keeps at most MAX_REQUESTS in
+flight per server and queues the rest)."""
+REPAIR_CONCURRENCY = 40
+"""Objects a deep-check with repair works on at once: a repair holds some segments of its file."""
 
 
 class OperationCancelledError(LafsError):
@@ -403,7 +407,7 @@ async def deep_check(
     add_lease: bool = False,
     monitor: Monitor | None = None,
     on_object: Callable[[dict[str, Any]], None] | None = None,
-    concurrency: int = CHECK_CONCURRENCY,
+    concurrency: int | None = None,
     results: DeepCheckResults | None = None,
     pace: Callable[[], Awaitable[None]] | None = None,
 ) -> DeepCheckResults:
@@ -443,6 +447,8 @@ async def deep_check(
     def unreadable(path: Path, error: Exception) -> None:
         totals.unreadable.append((path, str(error)))
 
+    if concurrency is None:
+        concurrency = REPAIR_CONCURRENCY if repair else CHECK_CONCURRENCY
     await deep_traverse(
         root, work, record, monitor=monitor, concurrency=concurrency, on_unreadable=unreadable,
         on_directory=totals.stats.enter_directory,
