@@ -6,6 +6,7 @@ import os
 import struct
 from pathlib import Path
 
+import attrs
 import pytest
 import pytest_twisted
 
@@ -60,6 +61,14 @@ async def test_a_literal_file_is_always_healthy_and_has_no_storage_index() -> No
     }
     repaired = await node.check_and_repair()
     assert not repaired.repair_attempted and repaired.post.healthy
+
+
+def same_results(reported: CheckResults, checked: CheckResults) -> bool:
+    """Equal but for the order the servers answered in."""
+    def answered_in_any_order(results: CheckResults) -> CheckResults:
+        return attrs.evolve(results, servers_responding=tuple(sorted(results.servers_responding)))
+
+    return answered_in_any_order(reported) == answered_in_any_order(checked)
 
 
 @pytest_twisted.ensureDeferred
@@ -118,6 +127,7 @@ async def test_immutable_repair_after_four_servers_are_replaced_restores_ten_hap
     ) == (10, 10, 10)
     new_ids = {grid.clients[i].server_id for i in (0, 3, 5, 8)}
     assert set(holders(post)) >= new_ids, "the missing shares went to the servers without one"
+    assert same_results(post, await node.check()), "the post-repair results are what a check then finds"
     for path, raw in kept.items():
         if path.exists():
             assert immutable_share_data(path.read_bytes()) == raw, "good shares are never touched"
@@ -156,6 +166,8 @@ async def test_verify_finds_a_corrupt_block_reports_it_and_repair_replaces_the_s
     post = repaired.post
     assert post.healthy and post.count_shares_good == 10
     assert holder.server_id not in post.sharemap["4"], "a server never lets a share be rewritten: share 4 went elsewhere"
+    fresh = await node.check(verify=True)
+    assert same_results(post, fresh), "the corrupt copy is still there, and still reported"
     assert await download(grid, cap) == data
     assert not (await node.check_and_repair(verify=True)).repair_attempted
 

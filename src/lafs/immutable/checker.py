@@ -17,7 +17,7 @@ touched, and a file with all N good shares is left alone.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 import attrs
@@ -246,8 +246,8 @@ async def repair_immutable(
     *,
     happy: int,
     lease_secret: bytes,
-) -> int:
-    """Put back every share number without a good copy; return how many shares were written.
+) -> dict[str, frozenset[int]]:
+    """Put back every share number without a good copy; returns the shares written, by server ID.
 
     The file is read (and so verified) from its good shares, then encoded
     again with the same key and segment size, which gives the very shares it
@@ -256,7 +256,7 @@ async def repair_immutable(
     """
     missing = set(range(cap.total)) - set(checked.good)
     if not missing:
-        return 0
+        return {}
     if len(checked.good) < cap.needed:
         raise RepairError(
             f"the file cannot be repaired: only {len(checked.good)} good shares were found and {cap.needed} are needed"
@@ -281,6 +281,23 @@ async def repair_immutable(
         placement = await place_shares(plan, servers, share_numbers=missing, disregard=checked.corrupt)
         pushed = await push_segments(plan, placement, encoder, encoder.encode_run(0))
         result = await finish_upload(plan, placement, pushed, expected_ueb_hash=cap.ueb_hash)
-    written = sum(1 for share in placement.shares if not share.failed)
-    log.info("repaired a file: {n} shares written, happiness {h}", n=written, h=result.happiness)
-    return written
+    written: dict[str, set[int]] = {}
+    for share in placement.shares:
+        if not share.failed:
+            written.setdefault(share.server.server_id, set()).add(share.shnum)
+    log.info("repaired a file: {n} shares written, happiness {h}", n=sum(map(len, written.values())), h=result.happiness)
+    return {server_id: frozenset(shnums) for server_id, shnums in written.items()}
+
+
+def results_after_repair(cap: caps.CHKFileCap, checked: ImmutableCheck, written: Mapping[str, frozenset[int]]) -> CheckResults:
+    """What a check after a successful repair would find, from the check before it and the shares the
+    repair wrote (as Tahoe reports a repair, without asking the servers again): the good shares
+    then and now, the corrupt ones that were found (left where they are), the same servers."""
+    good = {shnum: list(ids) for shnum, ids in checked.good.items()}
+    for server_id, shnums in written.items():
+        for shnum in shnums:
+            if server_id not in good.setdefault(shnum, []):
+                good[shnum].append(server_id)
+    responding = list(checked.results.servers_responding)
+    responding += sorted(server_id for server_id in written if server_id not in responding)
+    return _results(cap, dict(sorted(good.items())), set(checked.corrupt), responding)

@@ -388,12 +388,10 @@ async def push_segments(
             unsent = share_data
             break
         del run
-        writes = []
-        for share in shares:
-            if not share.failed:
-                writes.append(share.write(offset, share_data[share.shnum]))
-            # The write holds its data until it is sent; dropping ours lets each go as soon as it is.
-            share_data[share.shnum] = b""
+        # A share number may go to two servers (a repair placing around a corrupt copy): each gets the data.
+        writes = [share.write(offset, share_data[share.shnum]) for share in shares if not share.failed]
+        # Each write holds its data until it is sent; dropping ours lets each go as soon as it is.
+        del share_data
         in_flight.append(writes)
         if next_run is None:
             break
