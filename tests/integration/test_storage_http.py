@@ -25,11 +25,12 @@ from twisted.web.http_headers import Headers
 from lafs.core import base32
 from lafs.core.nurl import NURL
 from lafs.https import PinnedSPKIPolicy
+from lafs.storage_client import http as http_client
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import REQUEST_TIMEOUT, HTTPConnector, _BytesBody, _read_body
 from lafs.storage_client.interface import ServerUnreachableError, StorageServerClient
 from lafs.tub import NodeTub
-from tests.storage_grid import RunningServer, start_storage_server, wait_for
+from tests.storage_grid import RunningServer, sleep, start_storage_server, wait_for
 
 RENEW, CANCEL, UPLOAD, WE = b"r" * 32, b"c" * 32, b"u" * 32, b"w" * 32
 CBOR = b"application/cbor"
@@ -522,8 +523,9 @@ class Throttle:
     allowance: int | None = None
 
 
-def throttled_proxy(target_port: int, throttle: Throttle) -> Any:
-    """A TCP proxy to 127.0.0.1:``target_port`` that drops server-to-client bytes beyond the throttle's allowance."""
+def throttled_proxy(target_port: int, throttle: Throttle, connections: list[object] | None = None) -> Any:
+    """A TCP proxy to 127.0.0.1:``target_port`` that drops server-to-client bytes beyond the throttle's allowance
+    (and appends each connection it is given to ``connections``)."""
     from twisted.protocols import portforward
 
     class Client(portforward.ProxyClient):
@@ -538,6 +540,11 @@ def throttled_proxy(target_port: int, throttle: Throttle) -> Any:
 
     class Server(portforward.ProxyServer):
         clientProtocolFactory = ClientFactory
+
+        def connectionMade(self) -> None:
+            if connections is not None:
+                connections.append(self)
+            super().connectionMade()
 
     factory = portforward.ProxyFactory("127.0.0.1", target_port)
     factory.protocol = Server
@@ -572,6 +579,51 @@ async def test_a_server_that_stops_answering_fails_calls_within_the_timeout_and_
             with pytest.raises(ServerUnreachableError, match=r"no answer within 0\.5 s"):
                 await readers[1].read(0, 3 * 1024 * 1024)
             assert lost[-1] is client
+        finally:
+            connection.stop()
+            await proxy.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_requests_beyond_the_limit_wait_their_turn_and_fail_at_once_when_the_server_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_REQUESTS connections, reused; ones the server closed are dropped; when the server stops
+    answering, the requests queued behind the ones in flight fail with them."""
+    monkeypatch.setattr(http_client, "MAX_REQUESTS", 3)
+    async with http_server(tmp_path) as f:
+        throttle = Throttle()
+        opened: list[object] = []
+        proxy = throttled_proxy(f.nurl.port, throttle, opened)
+        via_proxy = NURL(f.nurl.spki_hash, "127.0.0.1", proxy.getHost().port, f.nurl.swissnum).to_string()
+        announcement = {**f.running.announcement(), "anonymous-storage-NURLs": [via_proxy]}
+        connected: list[StorageServerClient] = []
+        lost: list[StorageServerClient] = []
+        connection = HTTPConnector(reactor, timeout=0.5).connect(f.running.server_id, announcement, connected.append, lost.append)
+        try:
+            await wait_for(lambda: bool(connected), "the client through the proxy")
+            client = connected[0]
+            storage_index, si = f.si()
+            await upload(f, si, 1, b"share data")
+            answers = await defer.gatherResults([defer.Deferred.fromCoroutine(client.get_buckets(storage_index)) for _ in range(12)])
+            assert all(set(readers) == {1} for readers in answers)
+            assert len(opened) <= 3, "never more connections than requests allowed in flight"
+
+            # Connections the server side closes while idle are not used again, and nothing is reported lost.
+            for proxied in opened:
+                proxied.transport.loseConnection()  # type: ignore[attr-defined]
+            await sleep(0.1)
+            assert set(await client.get_buckets(storage_index)) == {1}
+            await client.add_lease(storage_index, RENEW, CANCEL)
+            assert not lost
+
+            throttle.allowance = 0
+            calls = [defer.Deferred.fromCoroutine(client.get_buckets(storage_index)) for _ in range(9)]
+            failures = [str(failure.value) for ok, failure in await defer.DeferredList(calls, consumeErrors=True) if not ok]
+            assert len(failures) == 9
+            waited = [m for m in failures if "an earlier request got no answer within 0.5 s" in m]
+            assert len(waited) == 6, "the requests waiting their turn fail with the first ones, not 0.5 s later each"
+            assert all("no answer within 0.5 s" in m for m in failures)
         finally:
             connection.stop()
             await proxy.stopListening()
