@@ -293,6 +293,10 @@ async def test_update_leases_changes_them_in_one_step_or_leaves_them(subject: Su
     assert await backend.read_share(SI, 1, 0, 1000) == b"m" * 20
     with pytest.raises(errors.NoSuchShareError):
         await backend.update_leases(SI, 7, lambda current: None)
+    assert (await backend.get_leases(SI, 0)).kind is ShareKind.IMMUTABLE
+    assert (await backend.get_leases(SI, 1)).kind is ShareKind.MUTABLE
+    assert await backend.share_numbers(SI) == sorted(await backend.list_shares(SI)) == [0, 1]
+    assert await backend.share_numbers(OTHER_SI) == []
 
 
 # --- deletion, space, advisories -------------------------------------------------------------

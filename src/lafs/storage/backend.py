@@ -82,6 +82,7 @@ class ShareLeases:
 
     container_version: int
     leases: tuple[LeaseInfo, ...]
+    kind: ShareKind = ShareKind.IMMUTABLE
 
 
 @attrs.frozen
@@ -138,6 +139,10 @@ class ShareBackend(Protocol):
 
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
         """The finished shares of a storage index (``{}`` when it has none)."""
+        ...
+
+    async def share_numbers(self, storage_index: bytes) -> list[int]:
+        """The numbers of the shares `list_shares` lists, sorted, found without opening them."""
         ...
 
     async def list_storage_indexes(self, prefix: str) -> list[bytes]:

@@ -131,6 +131,9 @@ class DiskBackend:
             free_for_root=int(stats.f_bfree * stats.f_frsize),
         )
 
+    async def share_numbers(self, storage_index: bytes) -> list[int]:
+        return share_numbers_in(os.path.join(self.shares_dir, storage_index_to_dir(storage_index)))
+
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
         bucket = os.path.join(self.shares_dir, storage_index_to_dir(storage_index))
         found = {}
@@ -363,7 +366,7 @@ def _read_leases(f: BinaryIO) -> ShareLeases:
         header = MutableContainerHeader.unpack(prefix)
         slots = _mutable_slots(f)
         leases = [lease for lease in slots if not lease.is_empty_slot()] + _extra_leases(f, header)
-        return ShareLeases(header.version, tuple(leases))
+        return ShareLeases(header.version, tuple(leases), ShareKind.MUTABLE)
     immutable = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
     f.seek(immutable.lease_offset(os.fstat(f.fileno()).st_size))
     raw = f.read(immutable.num_leases * IMMUTABLE_LEASE.size)

@@ -325,6 +325,7 @@ class HTTPStorageServer:
     def __init__(self, server: StorageServer, swissnum: bytes) -> None:
         self._server = server
         self._swissnum = swissnum
+        self._expected_authorization = b"Tahoe-LAFS " + base64.b64encode(swissnum)
         self._uploads: dict[tuple[bytes, int], _Upload] = {}
 
     def site(self, reactor: Any = None) -> Site:
@@ -374,6 +375,8 @@ class HTTPStorageServer:
 
     def authorized(self, header: bytes | None) -> bool:
         """Whether an ``Authorization`` header carries this server's swissnum."""
+        if header is not None and hmac.compare_digest(header, self._expected_authorization):
+            return True  # as every client writes it; other spellings of the base64 are decoded
         scheme, _, credentials = (header or b"").partition(b" ")
         try:
             presented = base64.b64decode(credentials.strip(), validate=True)
@@ -382,7 +385,8 @@ class HTTPStorageServer:
         return scheme == b"Tahoe-LAFS" and hmac.compare_digest(presented, self._swissnum)
 
     def _authorize(self, request: Request) -> None:
-        if not self.authorized(request.getHeader(b"authorization")):
+        known = getattr(request, "authorized", None)  # what _StorageRequest found when the headers were in
+        if not (known if known is not None else self.authorized(request.getHeader(b"authorization"))):
             raise HTTPError(401, "Wrong Authorization header")
 
     async def handle(self, request: Request) -> Response:
@@ -594,11 +598,16 @@ class _BoundedBody(io.BytesIO):
 
 
 class _StorageRequest(Request):
+    authorized: bool | None = None
+    """Whether the headers carry the swissnum, once they are in."""
+
     def gotLength(self, length: int | None) -> None:
         body = _BoundedBody()
         site = getattr(self.channel, "site", None)
         # The headers are in: a request without the swissnum gets its 401 without its body being kept.
-        unauthorized = isinstance(site, _StorageSite) and not site.storage.authorized(self.getHeader(b"authorization"))
+        if isinstance(site, _StorageSite):
+            self.authorized = site.storage.authorized(self.getHeader(b"authorization"))
+        unauthorized = self.authorized is False
         if unauthorized or (length is not None and length > MAX_BODY):
             body.discarded = True
         content: Any = body

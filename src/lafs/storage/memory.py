@@ -88,6 +88,9 @@ class MemoryBackend:
             raise StorageError(f"share {_share_name(storage_index, shnum)} is not a mutable share")
         return share
 
+    async def share_numbers(self, storage_index: bytes) -> list[int]:
+        return sorted(self._shares.get(storage_index, {}))
+
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
         return {shnum: share.kind for shnum, share in sorted(self._shares.get(storage_index, {}).items())}
 
@@ -143,14 +146,15 @@ class MemoryBackend:
             del data[new_length:]
 
     async def get_leases(self, storage_index: bytes, shnum: int) -> ShareLeases:
-        return ShareLeases(NEW_CONTAINER_VERSION, tuple(self._share(storage_index, shnum).leases))
+        share = self._share(storage_index, shnum)
+        return ShareLeases(NEW_CONTAINER_VERSION, tuple(share.leases), share.kind)
 
     async def put_leases(self, storage_index: bytes, shnum: int, leases: Sequence[LeaseInfo]) -> None:
         self._share(storage_index, shnum).leases = list(leases)
 
     async def update_leases(self, storage_index: bytes, shnum: int, change: LeaseChange) -> bool:
         share = self._share(storage_index, shnum)
-        leases = change(ShareLeases(NEW_CONTAINER_VERSION, tuple(share.leases)))
+        leases = change(ShareLeases(NEW_CONTAINER_VERSION, tuple(share.leases), share.kind))
         if leases is None:
             return False
         share.leases = list(leases)

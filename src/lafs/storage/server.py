@@ -43,6 +43,7 @@ from lafs.storage.errors import (
     BadWriteEnablerError,
     MutableTooLargeError,
     NoSuchLeaseError,
+    NoSuchShareError,
     StorageError,
 )
 from lafs.storage.immutable import BucketReader, BucketWriter
@@ -266,13 +267,14 @@ class StorageServer(service.MultiService):
         cancel_secret: bytes,
         owner_num: int,
         expiration: int,
-        nodeid: bytes | None = None,
     ) -> None:
+        """A mutable share's new lease records this server's node ID, as Tahoe's do; an immutable one's none."""
 
         def add_or_renew(current: ShareLeases) -> list[LeaseInfo] | None:
             leases = _renewed(current, renew_secret, expiration)
             if leases is None:
                 version = current.container_version
+                nodeid = self.nodeid if current.kind is ShareKind.MUTABLE else None
                 lease = LeaseInfo(
                     owner_num, stored_secret(version, renew_secret), stored_secret(version, cancel_secret), expiration, nodeid
                 )
@@ -285,11 +287,15 @@ class StorageServer(service.MultiService):
         """Add or renew a lease on every share of the storage index; False when it has none."""
         check_storage_index(storage_index)
         expiration = self._expiration()
-        shares = await self.backend.list_shares(storage_index)
-        for shnum, kind in shares.items():
-            nodeid = self.nodeid if kind is ShareKind.MUTABLE else None
-            await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration, nodeid)
-        return bool(shares)
+        found = False
+        # By number only: each share is opened once, to update its leases (which tells its kind).
+        for shnum in await self.backend.share_numbers(storage_index):
+            try:
+                await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration)
+            except NoSuchShareError:
+                continue  # deleted since the listing
+            found = True
+        return found
 
     async def renew_lease(self, storage_index: bytes, renew_secret: bytes) -> None:
         check_storage_index(storage_index)
@@ -391,7 +397,7 @@ class StorageServer(service.MultiService):
             if shnum not in existing:
                 await backend.create_mutable(storage_index, shnum, self.nodeid, write_enabler)
             await backend.write_mutable(storage_index, shnum, datav, new_length)
-            await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration, self.nodeid)
+            await self._add_or_renew_lease(storage_index, shnum, renew_secret, cancel_secret, 1, expiration)
         return True, read_data
 
     async def _test_vector_passes(self, storage_index: bytes, shnum: int | None, testv: TestVector) -> bool:
