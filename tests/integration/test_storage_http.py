@@ -551,18 +551,31 @@ def throttled_proxy(target_port: int, throttle: Throttle, connections: list[obje
     return reactor.listenTCP(0, factory, interface="127.0.0.1")  # type: ignore[attr-defined]
 
 
+@asynccontextmanager
+async def client_through_proxy(
+    f: Fixture, throttle: Throttle, opened: list[object] | None = None
+) -> AsyncIterator[tuple[list[StorageServerClient], list[StorageServerClient]]]:
+    """A connection (0.5 s timeout) to ``f``'s server through a `throttled_proxy`, once connected: the
+    clients it has reported connected, and those it has reported lost."""
+    proxy = throttled_proxy(f.nurl.port, throttle, opened)
+    via_proxy = NURL(f.nurl.spki_hash, "127.0.0.1", proxy.getHost().port, f.nurl.swissnum).to_string()
+    announcement = {**f.running.announcement(), "anonymous-storage-NURLs": [via_proxy]}
+    connected: list[StorageServerClient] = []
+    lost: list[StorageServerClient] = []
+    connection = HTTPConnector(reactor, timeout=0.5).connect(f.running.server_id, announcement, connected.append, lost.append)
+    try:
+        await wait_for(lambda: bool(connected), "the client through the proxy")
+        yield connected, lost
+    finally:
+        connection.stop()
+        await proxy.stopListening()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_server_that_stops_answering_fails_calls_within_the_timeout_and_is_reconnected(tmp_path: Path) -> None:
     async with http_server(tmp_path) as f:
         throttle = Throttle()
-        proxy = throttled_proxy(f.nurl.port, throttle)
-        via_proxy = NURL(f.nurl.spki_hash, "127.0.0.1", proxy.getHost().port, f.nurl.swissnum).to_string()
-        announcement = {**f.running.announcement(), "anonymous-storage-NURLs": [via_proxy]}
-        connected: list[StorageServerClient] = []
-        lost: list[StorageServerClient] = []
-        connection = HTTPConnector(reactor, timeout=0.5).connect(f.running.server_id, announcement, connected.append, lost.append)
-        try:
-            await wait_for(lambda: bool(connected), "the client through the proxy")
+        async with client_through_proxy(f, throttle) as (connected, lost):
             client = connected[0]
             storage_index, si = f.si()
             await upload(f, si, 1, os.urandom(3 * 1024 * 1024))
@@ -579,9 +592,6 @@ async def test_a_server_that_stops_answering_fails_calls_within_the_timeout_and_
             with pytest.raises(ServerUnreachableError, match=r"no answer within 0\.5 s"):
                 await readers[1].read(0, 3 * 1024 * 1024)
             assert lost[-1] is client
-        finally:
-            connection.stop()
-            await proxy.stopListening()
 
 
 @pytest_twisted.ensureDeferred
@@ -594,14 +604,7 @@ async def test_requests_beyond_the_limit_wait_their_turn_and_fail_at_once_when_t
     async with http_server(tmp_path) as f:
         throttle = Throttle()
         opened: list[object] = []
-        proxy = throttled_proxy(f.nurl.port, throttle, opened)
-        via_proxy = NURL(f.nurl.spki_hash, "127.0.0.1", proxy.getHost().port, f.nurl.swissnum).to_string()
-        announcement = {**f.running.announcement(), "anonymous-storage-NURLs": [via_proxy]}
-        connected: list[StorageServerClient] = []
-        lost: list[StorageServerClient] = []
-        connection = HTTPConnector(reactor, timeout=0.5).connect(f.running.server_id, announcement, connected.append, lost.append)
-        try:
-            await wait_for(lambda: bool(connected), "the client through the proxy")
+        async with client_through_proxy(f, throttle, opened) as (connected, lost):
             client = connected[0]
             storage_index, si = f.si()
             await upload(f, si, 1, b"share data")
@@ -624,6 +627,3 @@ async def test_requests_beyond_the_limit_wait_their_turn_and_fail_at_once_when_t
             waited = [m for m in failures if "an earlier request got no answer within 0.5 s" in m]
             assert len(waited) == 6, "the requests waiting their turn fail with the first ones, not 0.5 s later each"
             assert all("no answer within 0.5 s" in m for m in failures)
-        finally:
-            connection.stop()
-            await proxy.stopListening()

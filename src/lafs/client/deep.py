@@ -172,18 +172,16 @@ async def deep_traverse(
                 directories.append((child, child_path, claimed))
             else:
                 files.append((child, child_path, claimed))
-        waited = 0
         try:
             for child, child_path, claimed in files:
-                waited += 1
                 record(child, child_path, await claimed.work)
             for child, child_path, claimed in directories:
                 monitor.raise_if_cancelled()
-                waited += 1
                 await walk_directory(child, child_path, claimed)
-        finally:
-            for _, _, unawaited in [*files, *directories][waited:]:
-                unawaited.forget()
+        except BaseException:
+            for _, _, begun_child in [*files, *directories]:
+                begun_child.forget()  # harmless on the ones already awaited
+            raise
 
     try:
         await walk_directory(root, (), begin(root, ()))

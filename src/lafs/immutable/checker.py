@@ -247,7 +247,8 @@ async def repair_immutable(
     happy: int,
     lease_secret: bytes,
 ) -> dict[str, frozenset[int]]:
-    """Put back every share number without a good copy; returns the shares written, by server ID.
+    """Put back every share number without a good copy; returns, by server ID, the shares it wrote and
+    the good ones it found the servers holding while placing them.
 
     The file is read (and so verified) from its good shares, then encoded
     again with the same key and segment size, which gives the very shares it
@@ -281,17 +282,13 @@ async def repair_immutable(
         placement = await place_shares(plan, servers, share_numbers=missing, disregard=checked.corrupt)
         pushed = await push_segments(plan, placement, encoder, encoder.encode_run(0))
         result = await finish_upload(plan, placement, pushed, expected_ueb_hash=cap.ueb_hash)
-    written: dict[str, set[int]] = {}
-    for share in placement.shares:
-        if not share.failed:
-            written.setdefault(share.server.server_id, set()).add(share.shnum)
-    log.info("repaired a file: {n} shares written, happiness {h}", n=sum(map(len, written.values())), h=result.happiness)
-    return {server_id: frozenset(shnums) for server_id, shnums in written.items()}
+    log.info("repaired a file: {n} shares written, happiness {h}", n=sum(not s.failed for s in placement.shares), h=result.happiness)
+    return result.placements
 
 
 def results_after_repair(cap: caps.CHKFileCap, checked: ImmutableCheck, written: Mapping[str, frozenset[int]]) -> CheckResults:
     """What a check after a successful repair would find, from the check before it and the shares the
-    repair wrote (as Tahoe reports a repair, without asking the servers again): the good shares
+    repair placed (as Tahoe reports a repair, without asking the servers again): the good shares
     then and now, the corrupt ones that were found (left where they are), the same servers."""
     good = {shnum: list(ids) for shnum, ids in checked.good.items()}
     for server_id, shnums in written.items():

@@ -135,9 +135,8 @@ class DiskBackend:
         return share_numbers_in(os.path.join(self.shares_dir, storage_index_to_dir(storage_index)))
 
     async def list_shares(self, storage_index: bytes) -> dict[int, ShareKind]:
-        bucket = os.path.join(self.shares_dir, storage_index_to_dir(storage_index))
         found = {}
-        for shnum in share_numbers_in(bucket):
+        for shnum in await self.share_numbers(storage_index):
             try:
                 with self._open(storage_index, shnum, "rb", buffering=0) as f:
                     prefix = f.read(32)
@@ -239,19 +238,19 @@ class DiskBackend:
 
     async def get_leases(self, storage_index: bytes, shnum: int) -> ShareLeases:
         with self._open(storage_index, shnum, "rb", buffering=0) as f:
-            return _read_leases(f)
+            return _read_leases(f, _lease_header(f))
 
     async def put_leases(self, storage_index: bytes, shnum: int, leases: Sequence[LeaseInfo]) -> None:
         with self._open(storage_index, shnum, "r+b", buffering=0) as f:
-            _write_leases(f, leases)
+            _write_leases(f, _lease_header(f), leases)
 
     async def update_leases(self, storage_index: bytes, shnum: int, change: LeaseChange) -> bool:
         with self._open(storage_index, shnum, "r+b", buffering=0) as f:
-            leases = change(_read_leases(f))
+            header = _lease_header(f)
+            leases = change(_read_leases(f, header))
             if leases is None:
                 return False
-            f.seek(0)
-            _write_leases(f, leases)
+            _write_leases(f, header, leases)
             return True
 
     # --- the rest ---------------------------------------------------------------------------
@@ -359,30 +358,32 @@ def _with_data_length(header: MutableContainerHeader, length: int) -> MutableCon
     )
 
 
-def _read_leases(f: BinaryIO) -> ShareLeases:
-    """The leases of the share open in ``f`` (at its start)."""
+def _lease_header(f: BinaryIO) -> MutableContainerHeader | ImmutableContainerHeader:
+    """The container header of the share open in ``f`` (at its start): where its leases are."""
     prefix = f.read(MUTABLE_HEADER.size)
     if is_mutable_container(prefix):
-        header = MutableContainerHeader.unpack(prefix)
+        return MutableContainerHeader.unpack(prefix)
+    return ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
+
+
+def _read_leases(f: BinaryIO, header: MutableContainerHeader | ImmutableContainerHeader) -> ShareLeases:
+    if isinstance(header, MutableContainerHeader):
         slots = _mutable_slots(f)
         leases = [lease for lease in slots if not lease.is_empty_slot()] + _extra_leases(f, header)
         return ShareLeases(header.version, tuple(leases), ShareKind.MUTABLE)
-    immutable = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
-    f.seek(immutable.lease_offset(os.fstat(f.fileno()).st_size))
-    raw = f.read(immutable.num_leases * IMMUTABLE_LEASE.size)
-    return ShareLeases(immutable.version, tuple(unpack_immutable_leases(raw)))
+    f.seek(header.lease_offset(os.fstat(f.fileno()).st_size))
+    raw = f.read(header.num_leases * IMMUTABLE_LEASE.size)
+    return ShareLeases(header.version, tuple(unpack_immutable_leases(raw)))
 
 
-def _write_leases(f: BinaryIO, leases: Sequence[LeaseInfo]) -> None:
-    """Replace the leases of the share open in ``f`` (at its start)."""
-    prefix = f.read(MUTABLE_HEADER.size)
-    if is_mutable_container(prefix):
-        _put_mutable_leases(f, MutableContainerHeader.unpack(prefix), leases)
+def _write_leases(f: BinaryIO, header: MutableContainerHeader | ImmutableContainerHeader, leases: Sequence[LeaseInfo]) -> None:
+    """Replace the share's leases (``header`` as `_lease_header` read it)."""
+    if isinstance(header, MutableContainerHeader):
+        _put_mutable_leases(f, header, leases)
         return
-    old = ImmutableContainerHeader.unpack(prefix[: IMMUTABLE_HEADER.size])
-    lease_offset = old.lease_offset(os.fstat(f.fileno()).st_size)
+    lease_offset = header.lease_offset(os.fstat(f.fileno()).st_size)
     f.seek(0)
-    f.write(ImmutableContainerHeader(old.version, old.legacy_data_length, len(leases)).pack())
+    f.write(ImmutableContainerHeader(header.version, header.legacy_data_length, len(leases)).pack())
     f.seek(lease_offset)
     f.write(b"".join(lease.pack_immutable() for lease in leases))
     f.truncate()
