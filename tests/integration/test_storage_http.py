@@ -25,6 +25,7 @@ from twisted.web.http_headers import Headers
 from lafs.core import base32
 from lafs.core.nurl import NURL
 from lafs.https import PinnedSPKIPolicy
+from lafs.storage.http_server import HTTPError, HTTPStorageServer
 from lafs.storage_client import http as http_client
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import REQUEST_TIMEOUT, HTTPConnector, _BytesBody, _read_body
@@ -441,6 +442,121 @@ async def test_read_test_write_bodies_are_checked(tmp_path: Path) -> None:
 # --- TLS, the shared port, and the client --------------------------------------------------------
 
 
+# --- the batch extension ---------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_batch_extension_answers_for_many_storage_indexes_in_one_request(tmp_path: Path) -> None:
+    async with http_server(tmp_path) as f:
+        immutable, si = f.si()
+        await upload(f, si, 3, b"x" * 10)
+        mutable, msi = f.si()
+        await rtw(f, msi, {1: write_vector(b"hello", test=[{"offset": 0, "size": 1, "specimen": b""}])})
+        empty, _ = f.si()
+        batch = "/lafs/storage/v1/"
+
+        shares = await f.raw.cbor(b"POST", batch + "immutable-shares", [immutable, mutable, empty])
+        assert (shares.status, shares.cbor()) == (200, [{3}, set(), set()])
+        leases = await f.raw.cbor(
+            b"POST", batch + "leases", [[immutable, b"R" * 32, b"C" * 32], [empty, b"R" * 32, b"C" * 32], [mutable, RENEW, CANCEL]]
+        )
+        assert leases.cbor() == [True, False, True]
+        assert len((await f.running.server.backend.get_leases(immutable, 3)).leases) == 2
+        assert len((await f.running.server.backend.get_leases(mutable, 1)).leases) == 1, "the same secrets renew"
+        reads = await f.raw.cbor(
+            b"POST", batch + "mutable-reads", [[mutable, [], [[0, 5], [1, 2]]], [immutable, [], [[0, 1]]], [mutable, [7], [[0, 1]]]]
+        )
+        assert reads.cbor() == [{1: [b"hello", b"el"]}, {}, {}]
+        one_refused = (await f.raw.cbor(b"POST", batch + "mutable-reads", [[mutable, [300], [[0, 1]]], [mutable, [1], [[0, 1]]]])).cbor()
+        assert one_refused[1] == {1: [b"h"]} and "share number" in one_refused[0]["error"].lower()
+
+        for path, body in (
+            ("immutable-shares", [b"short"]),
+            ("immutable-shares", [immutable] * 257),
+            ("immutable-shares", {"storage-indexes": [immutable]}),
+            ("leases", [[immutable, b"R" * 31, b"C" * 32]]),
+            ("leases", [immutable]),
+            ("mutable-reads", [[mutable, [], [[0, 70000]]]]),
+            ("mutable-reads", [[mutable, [-1], [[0, 1]]]]),
+        ):
+            answer = await f.raw.cbor(b"POST", batch + path, body)
+            assert answer.status == 400 and answer.body, (path, body)
+        assert (await f.raw.request(b"GET", batch + "leases")).status == 405
+        assert (await f.raw.request(b"POST", batch + "nothing", b"")).status == 404
+        unauthorized = await f.raw.request(b"POST", batch + "immutable-shares", cbor2.dumps([immutable]), auth=False)
+        assert unauthorized.status == 401
+
+
+@asynccontextmanager
+async def connected_client(f: Fixture) -> AsyncIterator[StorageServerClient]:
+    clients: list[StorageServerClient] = []
+    connection = HTTPConnector(reactor).connect(f.running.server_id, f.running.announcement(), clients.append, lambda c: None)
+    try:
+        await wait_for(lambda: bool(clients), "the http client")
+        yield clients[0]
+    finally:
+        connection.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_client_batches_calls_made_together_and_goes_one_by_one_to_a_server_without_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    routed: list[bytes] = []
+    route = HTTPStorageServer._route
+
+    def recording(self: HTTPStorageServer, method: bytes, path: bytes) -> Any:
+        routed.append(path)
+        return route(self, method, path)
+
+    monkeypatch.setattr(HTTPStorageServer, "_route", recording)
+    async with http_server(tmp_path) as f:
+        files = [f.si() for _ in range(20)]
+        for _, si in files:
+            await upload(f, si, 0, b"immutable")
+        mutables = [f.si() for _ in range(5)]
+        for _, msi in mutables:
+            await rtw(f, msi, {2: write_vector(b"mutable data", test=[{"offset": 0, "size": 1, "specimen": b""}])})
+
+        async def all_at_once(client: StorageServerClient) -> list[Any]:
+            calls = [client.get_buckets(storage_index) for storage_index, _ in files]
+            calls += [client.add_lease(storage_index, b"R" * 32, b"C" * 32) for storage_index, _ in files]
+            calls += [client.slot_readv(storage_index, [], [(0, 7), (8, 4)]) for storage_index, _ in mutables]
+            calls += [client.get_buckets(os.urandom(16))]
+            return list(await defer.gatherResults([defer.Deferred.fromCoroutine(c) for c in calls]))
+
+        def expected(answers: list[Any]) -> None:
+            assert [set(readers) for readers in answers[:20]] == [{0}] * 20
+            assert answers[20:40] == [None] * 20
+            assert answers[40:45] == [{2: [b"mutable", b"data"]}] * 5
+            assert answers[45] == {}
+
+        async with connected_client(f) as client:
+            routed.clear()
+            expected(await all_at_once(client))
+            assert all(path.startswith(b"/lafs/storage/v1/") for path in routed), routed
+            assert len(routed) <= 3 * http_client.BATCHES_OUT, "a few batched requests, not one per call"
+            for storage_index, _ in files:
+                assert len((await f.running.server.backend.get_leases(storage_index, 0)).leases) == 2
+
+        def without_batches(self: HTTPStorageServer, method: bytes, path: bytes) -> Any:
+            routed.append(path)
+            if path.startswith(b"/lafs/"):
+                raise HTTPError(404, "no such resource")  # as a Tahoe server answers
+            return route(self, method, path)
+
+        monkeypatch.setattr(HTTPStorageServer, "_route", without_batches)
+        async with connected_client(f) as client:
+            routed.clear()
+            expected(await all_at_once(client))
+            tried = [path for path in routed if path.startswith(b"/lafs/")]
+            assert 1 <= len(tried) <= 3 * http_client.BATCHES_OUT, "each kind is tried once or twice, then never again"
+            assert len(routed) - len(tried) == 20 + 20 + 5 * 3 + 1, "then one request per call (a mutable read lists, then reads)"
+            routed.clear()
+            assert set(await client.get_buckets(files[0][0])) == {0}
+            assert routed == [f"/storage/v1/immutable/{files[0][1]}/shares".encode()]
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_client_pinning_another_certificate_refuses_the_server(tmp_path: Path) -> None:
     async with http_server(tmp_path) as f:
@@ -608,8 +724,9 @@ async def test_requests_beyond_the_limit_wait_their_turn_and_fail_at_once_when_t
             client = connected[0]
             storage_index, si = f.si()
             await upload(f, si, 1, b"share data")
-            answers = await defer.gatherResults([defer.Deferred.fromCoroutine(client.get_buckets(storage_index)) for _ in range(12)])
-            assert all(set(readers) == {1} for readers in answers)
+            reader = (await client.get_buckets(storage_index))[1]
+            answers = await defer.gatherResults([defer.Deferred.fromCoroutine(reader.read(0, 5)) for _ in range(12)])
+            assert answers == [b"share"] * 12
             assert len(opened) <= 3, "never more connections than requests allowed in flight"
 
             # Connections the server side closes while idle are not used again, and nothing is reported lost.
@@ -620,8 +737,9 @@ async def test_requests_beyond_the_limit_wait_their_turn_and_fail_at_once_when_t
             await client.add_lease(storage_index, RENEW, CANCEL)
             assert not lost
 
+            reader = (await client.get_buckets(storage_index))[1]
             throttle.allowance = 0
-            calls = [defer.Deferred.fromCoroutine(client.get_buckets(storage_index)) for _ in range(9)]
+            calls = [defer.Deferred.fromCoroutine(reader.read(0, 5)) for _ in range(9)]
             failures = [str(failure.value) for ok, failure in await defer.DeferredList(calls, consumeErrors=True) if not ok]
             assert len(failures) == 9
             waited = [m for m in failures if "an earlier request got no answer within 0.5 s" in m]

@@ -63,6 +63,10 @@ MAX_SMALL_BODY = 64 * 1024
 MAX_BODY = 2**31
 """Bytes of any request body; a longer one is refused without being kept."""
 LEASE_SECRET_SIZE = 32
+MAX_BATCH = 256
+"""Items in one request of the batch extension (`/lafs/storage/v1/...`)."""
+MAX_BATCH_READ = 64 * 1024
+"""Bytes one item of a batched mutable read may ask for (bigger reads go one per request)."""
 RENEW, CANCEL, UPLOAD, WRITE_ENABLER = "lease-renew-secret", "lease-cancel-secret", "upload-secret", "write-enabler"
 SECRET_KINDS = frozenset({RENEW, CANCEL, UPLOAD, WRITE_ENABLER})
 
@@ -178,6 +182,53 @@ def parse_allocation(body: object) -> tuple[set[int], int]:
     if len(numbers) > MAX_SHARE_NUMBERS:
         raise HTTPError(400, f"share-numbers: at most {MAX_SHARE_NUMBERS} items allowed, got {len(numbers)}")
     return {_check_uint(n, "share-numbers") for n in numbers}, _check_uint(fields["allocated-size"], "allocated-size")
+
+
+def _check_storage_index_bytes(value: object, where: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 16:
+        raise HTTPError(400, f"{where}: expected a 16-byte storage index")
+    return value
+
+
+def _check_secret(value: object, where: str) -> bytes:
+    if not isinstance(value, bytes) or len(value) != LEASE_SECRET_SIZE:
+        raise HTTPError(400, f"{where}: expected a {LEASE_SECRET_SIZE}-byte secret")
+    return value
+
+
+def parse_batch_storage_indexes(body: object) -> list[bytes]:
+    """A batched share query: an array of storage indexes."""
+    return [_check_storage_index_bytes(si, "storage indexes") for si in _check_list(body, "storage indexes", MAX_BATCH)]
+
+
+def parse_batch_leases(body: object) -> list[tuple[bytes, bytes, bytes]]:
+    """A batched lease request: an array of [storage index, renew secret, cancel secret]."""
+    leases = []
+    for item in _check_list(body, "leases", MAX_BATCH):
+        if not isinstance(item, list) or len(item) != 3:
+            raise HTTPError(400, "leases: expected [storage index, renew secret, cancel secret] items")
+        leases.append((_check_storage_index_bytes(item[0], "leases"), _check_secret(item[1], "lease renew secret"),
+                       _check_secret(item[2], "lease cancel secret")))
+    return leases
+
+
+def parse_batch_mutable_reads(body: object) -> list[tuple[bytes, list[int], list[tuple[int, int]]]]:
+    """A batched mutable read: an array of [storage index, share numbers (empty: all), [[offset, size], ...]]."""
+    reads = []
+    for item in _check_list(body, "mutable reads", MAX_BATCH):
+        if not isinstance(item, list) or len(item) != 3:
+            raise HTTPError(400, "mutable reads: expected [storage index, share numbers, read vector] items")
+        si = _check_storage_index_bytes(item[0], "mutable reads")
+        shares = [_check_uint(n, "mutable reads share number") for n in _check_list(item[1], "share numbers", MAX_SHARE_NUMBERS)]
+        vector = []
+        for read in _check_list(item[2], "read vector", MAX_READ_VECTORS):
+            if not isinstance(read, list) or len(read) != 2:
+                raise HTTPError(400, "read vector: expected [offset, size] items")
+            vector.append((_check_uint(read[0], "read offset"), _check_uint(read[1], "read size")))
+        if sum(size for _, size in vector) * max(len(shares), 1) > MAX_BATCH_READ:
+            raise HTTPError(400, f"mutable reads: an item may read at most {MAX_BATCH_READ} bytes")
+        reads.append((si, shares, vector))
+    return reads
 
 
 def parse_reason(body: object) -> bytes:
@@ -337,12 +388,21 @@ class HTTPStorageServer:
 
     def _route(self, method: bytes, path: bytes) -> tuple[Handler, tuple[Any, ...]]:
         segments = path.decode("ascii", "replace").split("/")
-        if segments[:3] != ["", "storage", "v1"]:
+        if segments[:3] == ["", "storage", "v1"]:
+            rest = segments[3:]
+        elif segments[:4] == ["", "lafs", "storage", "v1"]:
+            rest = ["lafs", *segments[4:]]  # our batch extension: many storage indexes per request
+        else:
             raise HTTPError(404, "no such resource")
-        rest = segments[3:]
         routes: dict[bytes, Handler] = {}
         args: tuple[Any, ...] = ()
         match rest:
+            case ["lafs", "immutable-shares"]:
+                routes = {b"POST": self.batch_immutable_shares}
+            case ["lafs", "leases"]:
+                routes = {b"POST": self.batch_leases}
+            case ["lafs", "mutable-reads"]:
+                routes = {b"POST": self.batch_mutable_reads}
             case ["version"]:
                 routes = {b"GET": self.version}
             case ["lease", si]:
@@ -451,6 +511,23 @@ class HTTPStorageServer:
         if not await self._server.add_lease(storage_index, secrets[RENEW], secrets[CANCEL]):
             raise HTTPError(404, "no shares of this storage index")
         return Response(204)
+
+    # --- the batch extension: one request for many storage indexes ---------------------------
+
+    async def batch_immutable_shares(self, request: Request) -> Response:
+        storage_indexes = parse_batch_storage_indexes(self._cbor_body(request, MAX_SMALL_BODY))
+        return cbor_response([await _item(self._immutable_share_set(si)) for si in storage_indexes])
+
+    async def _immutable_share_set(self, storage_index: bytes) -> set[int]:
+        return set(await self._server.get_buckets(storage_index))
+
+    async def batch_leases(self, request: Request) -> Response:
+        leases = parse_batch_leases(self._cbor_body(request, MAX_SMALL_BODY))
+        return cbor_response([await _item(self._server.add_lease(*lease)) for lease in leases])
+
+    async def batch_mutable_reads(self, request: Request) -> Response:
+        reads = parse_batch_mutable_reads(self._cbor_body(request, MAX_SMALL_BODY))
+        return cbor_response([await _item(self._server.slot_readv(*read)) for read in reads])
 
     # --- immutable ----------------------------------------------------------------------------
 
@@ -564,6 +641,16 @@ class HTTPStorageServer:
             raise HTTPError(404, f"no mutable share {shnum} of this storage index")
         await self._server.advise_corrupt_share(b"mutable", storage_index, shnum, reason)
         return Response(200)
+
+
+async def _item(work: Awaitable[Any]) -> Any:
+    """One item's answer in a batch: its value, or ``{"error": reason}`` when the storage server refused it."""
+    try:
+        return await work
+    except StorageError as e:
+        if status_for(e) == 500:
+            log.error("storage request failed: {error}", error=str(e))
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _share_data(data: bytes, offset: int, ranged: bool) -> Response:

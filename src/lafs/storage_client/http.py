@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -73,6 +73,14 @@ a time); more wait their turn.  A server answers one request at a time, so beyon
 rest only queue there, and each new connection costs both ends ~0.9 ms of CPU for its TLS handshake:
 a deep-check with no limit opened ~100 connections to every server, and the handshakes were a fifth
 of its time."""
+BATCH_PATH = b"/lafs/storage/v1/"
+"""Where a lafs server serves the batch extension: one request for many storage indexes."""
+MAX_BATCH = 256
+"""Items in one batched request (the server's limit)."""
+BATCHES_OUT = 4
+"""Batched requests of one kind out to one server at once; calls made meanwhile wait and go in the next."""
+MAX_BATCH_READ = 64 * 1024
+"""Bytes per share a mutable read may ask for and still be batched (the server's limit); bigger reads go alone."""
 CONNECT_TIMEOUT = 30
 IDLE_CONNECTION_TIMEOUT = 240.0
 """Seconds an unused connection is kept open (as long as Twisted's HTTPConnectionPool keeps one)."""
@@ -280,6 +288,56 @@ class _Connections:
         return defer.gatherResults([connection.abort() for connection, _ in idle]).addCallback(lambda _: None)
 
 
+class _Batcher:
+    """Calls of one kind to one server, sent together.
+
+    A call goes out at the next turn of the reactor, with every other call
+    made in that turn, as one batched request.  While ``BATCHES_OUT`` of them
+    are out, calls wait, and go together when one comes back: under load
+    the batches grow by themselves, and a lone call waits for nothing.
+    ``send`` answers a list of items with a list of results, an exception
+    in the place of each item that failed.
+    """
+
+    def __init__(self, reactor: Any, send: Callable[[list[Any]], Awaitable[list[Any]]]) -> None:
+        self._reactor = reactor
+        self._send = send
+        self._queue: list[tuple[Any, defer.Deferred[Any]]] = []
+        self._out = 0
+        self._flush_call: Any = None
+
+    async def call(self, item: Any) -> Any:
+        waiter: defer.Deferred[Any] = defer.Deferred()
+        self._queue.append((item, waiter))
+        if self._flush_call is None and self._out < BATCHES_OUT:
+            self._flush_call = self._reactor.callLater(0, self._flush)
+        return await waiter
+
+    def _flush(self) -> None:
+        self._flush_call = None
+        while self._queue and self._out < BATCHES_OUT:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            self._out += 1
+            defer.Deferred.fromCoroutine(self._send_batch(batch))
+
+    async def _send_batch(self, batch: list[tuple[Any, defer.Deferred[Any]]]) -> None:
+        try:
+            results = await self._send([item for item, _ in batch])
+        except Exception as e:
+            results = [e] * len(batch)
+        finally:
+            self._out -= 1
+        for (_, waiter), result in zip(batch, results, strict=True):
+            if waiter.called:
+                continue  # its caller gave up waiting
+            if isinstance(result, Exception):
+                waiter.errback(result)
+            else:
+                waiter.callback(result)
+        if self._queue and self._flush_call is None:
+            self._flush()
+
+
 class _Unreachable(Exception):
     """Why a request waiting its turn was failed: the server was found unreachable meanwhile."""
 
@@ -344,6 +402,7 @@ class _HTTP:
         body: bytes | None = None,
         content_type: bytes | None = None,
         headers: Mapping[bytes, bytes] | None = None,
+        base: bytes | None = None,
     ) -> _Answer:
         sent = Headers({b"host": [self._host], b"authorization": [self._authorization]})
         for kind, value in secrets:
@@ -361,7 +420,8 @@ class _HTTP:
             raise ServerUnreachableError(self.server_id, f"{what}: {e}") from None
         timed_out = False
         try:
-            pending = defer.Deferred.fromCoroutine(self._send(method, self._base + path.encode("ascii"), sent, producer))
+            target = (base or self._base) + path.encode("ascii")
+            pending = defer.Deferred.fromCoroutine(self._send(method, target, sent, producer))
             # The headers must come within the timeout, and time to send the body (the body collector times
             # each piece of the answer's body).
             too_late = self._reactor.callLater(self._timeout + (producer.length if producer else 0) / SLOWEST_SEND, pending.cancel)
@@ -382,10 +442,10 @@ class _HTTP:
         return _Answer(response.code, data, response.headers)
 
     async def cbor_request(
-        self, method: bytes, path: str, value: Any, *, secrets: Sequence[tuple[bytes, bytes]] = ()
+        self, method: bytes, path: str, value: Any, *, secrets: Sequence[tuple[bytes, bytes]] = (), base: bytes | None = None
     ) -> _Answer:
         return await self.request(
-            method, path, secrets=secrets, body=cbor2.dumps(value), content_type=CBOR, headers={b"accept": CBOR}
+            method, path, secrets=secrets, body=cbor2.dumps(value), content_type=CBOR, headers={b"accept": CBOR}, base=base
         )
 
     def refused(self, answer: _Answer, what: str, remote_type: str = "") -> ServerRefusedError:
@@ -429,6 +489,17 @@ def _check_storage_index(server_id: str, storage_index: bytes) -> str:
     if not isinstance(storage_index, bytes) or len(storage_index) != STORAGE_INDEX_SIZE:
         raise ServerRefusedError(server_id, f"a storage index must be {STORAGE_INDEX_SIZE} bytes", "BadStorageIndexError")
     return base32.b2a(storage_index)
+
+
+def _mutable_reads(value: Any) -> dict[int, list[bytes]]:
+    if not isinstance(value, dict):
+        raise ValueError("expected a map of share numbers")
+    reads = {}
+    for shnum, data in value.items():
+        if not isinstance(shnum, int) or not isinstance(data, list) or not all(isinstance(d, bytes) for d in data):
+            raise ValueError("expected share numbers and lists of byte strings")
+        reads[shnum] = data
+    return reads
 
 
 def _share_set(value: Any) -> frozenset[int]:
@@ -550,11 +621,71 @@ async def _advise_corrupt(http: _HTTP, path: str, reason: bytes) -> None:
 class HTTPStorageClient:
     """One server reached over HTTPS, as a `StorageServerClient`."""
 
-    def __init__(self, http: _HTTP, server_id: str, version: ServerVersion, lease_seed: bytes) -> None:
+    def __init__(self, http: _HTTP, server_id: str, version: ServerVersion, lease_seed: bytes, reactor: Any) -> None:
         self._http = http
         self.server_id = server_id
         self.version = version
         self.lease_seed = lease_seed
+        self._batching: bool | None = None
+        """Whether the server serves the batch extension: None until it is first asked."""
+        self._share_queries = _Batcher(reactor, self._query_shares)
+        self._leases = _Batcher(reactor, self._add_leases)
+        self._mutable_reads = _Batcher(reactor, self._read_mutables)
+
+    # --- the batch extension: calls made at the same time go in one request (a lafs server's) ---------
+
+    async def _batched(
+        self,
+        path: bytes,
+        items: list[Any],
+        body: list[Any],
+        convert: Callable[[Any], Any],
+        one_by_one: Callable[[Any], Coroutine[Any, Any, Any]],
+        what: str,
+    ) -> list[Any]:
+        """Each item's result (or the `ServerError` it failed with), from one batched request, or from one
+        request per item where the server does not serve the extension (a Tahoe server: 404)."""
+        if self._batching is not False:
+            answer = await self._http.cbor_request(b"POST", path.decode("ascii"), body, base=BATCH_PATH)
+            if answer.status in (404, 405):
+                self._batching = False
+                log.info("storage server {s} has no batch requests: one request per call", s=self.server_id)
+            elif answer.status != 200:
+                raise self._http.refused(answer, what)
+            else:
+                self._batching = True
+                values = self._http.decode(answer, what)
+                if not isinstance(values, list) or len(values) != len(items):
+                    raise ServerRefusedError(self.server_id, f"{what}: expected {len(items)} answers", "BadAnswer")
+                return [self._batch_item(value, convert, what) for value in values]
+        results: list[tuple[bool, Any]] = await defer.DeferredList(
+            [defer.Deferred.fromCoroutine(one_by_one(item)) for item in items], consumeErrors=True
+        )
+        return [value if ok else value.value for ok, value in results]
+
+    def _batch_item(self, value: Any, convert: Callable[[Any], Any], what: str) -> Any:
+        if isinstance(value, dict) and "error" in value:
+            return ServerRefusedError(self.server_id, f"{what}: {str(value['error'])[:2000]}", "StorageError")
+        try:
+            return convert(value)
+        except (TypeError, ValueError, AttributeError) as e:
+            return ServerRefusedError(self.server_id, f"{what}: unexpected answer ({e})", "BadAnswer")
+
+    async def _query_shares(self, storage_indexes: list[bytes]) -> list[Any]:
+        return await self._batched(
+            b"immutable-shares", storage_indexes, storage_indexes, _share_set, self._immutable_shares, "listing immutable shares"
+        )
+
+    async def _add_leases(self, leases: list[tuple[bytes, bytes, bytes]]) -> list[Any]:
+        return await self._batched(
+            b"leases", leases, [list(lease) for lease in leases], bool, lambda lease: self._add_lease(*lease), "adding a lease"
+        )
+
+    async def _read_mutables(self, reads: list[tuple[bytes, Sequence[int], ReadVector]]) -> list[Any]:
+        body = [[si, list(shares), [list(read) for read in readv]] for si, shares, readv in reads]
+        return await self._batched(
+            b"mutable-reads", reads, body, _mutable_reads, lambda read: self._slot_readv(*read), "reading mutable shares"
+        )
 
     async def allocate_buckets(
         self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes, sharenums: Iterable[int], allocated_size: int
@@ -579,22 +710,36 @@ class HTTPStorageClient:
 
     async def get_buckets(self, storage_index: bytes) -> Mapping[int, BucketReaderClient]:
         si = _check_storage_index(self.server_id, storage_index)
+        if self._batching is False:
+            shares = await self._immutable_shares(storage_index)
+        else:
+            shares = await self._share_queries.call(storage_index)
+        return {shnum: _HTTPBucketReader(self._http, si, shnum, storage_index) for shnum in sorted(shares)}
+
+    async def _immutable_shares(self, storage_index: bytes) -> frozenset[int]:
+        si = base32.b2a(storage_index)
         answer = await self._http.request(b"GET", f"immutable/{si}/shares", headers={b"accept": CBOR})
         if answer.status != 200:
             raise self._http.refused(answer, "listing immutable shares")
         try:
-            shares = _share_set(self._http.decode(answer, "listing immutable shares"))
+            return _share_set(self._http.decode(answer, "listing immutable shares"))
         except ValueError as e:
             raise ServerRefusedError(self.server_id, f"listing immutable shares: {e}", "BadAnswer") from None
-        return {shnum: _HTTPBucketReader(self._http, si, shnum, storage_index) for shnum in sorted(shares)}
 
     async def add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> None:
-        si = _check_storage_index(self.server_id, storage_index)
+        _check_storage_index(self.server_id, storage_index)
+        if self._batching is False:
+            await self._add_lease(storage_index, renew_secret, cancel_secret)
+        else:
+            await self._leases.call((storage_index, renew_secret, cancel_secret))
+
+    async def _add_lease(self, storage_index: bytes, renew_secret: bytes, cancel_secret: bytes) -> bool:
         secrets = [(b"lease-renew-secret", renew_secret), (b"lease-cancel-secret", cancel_secret)]
-        answer = await self._http.request(b"PUT", f"lease/{si}", secrets=secrets)
+        answer = await self._http.request(b"PUT", f"lease/{base32.b2a(storage_index)}", secrets=secrets)
         # 404: no shares to lease, which Foolscap's add_lease also passes over in silence.
         if answer.status not in (200, 204, 404):
             raise self._http.refused(answer, "adding a lease")
+        return answer.status != 404
 
     async def _mutable_shares(self, si: str) -> frozenset[int]:
         answer = await self._http.request(b"GET", f"mutable/{si}/shares", headers={b"accept": CBOR})
@@ -606,7 +751,19 @@ class HTTPStorageClient:
             raise ServerRefusedError(self.server_id, f"listing mutable shares: {e}", "BadAnswer") from None
 
     async def slot_readv(self, storage_index: bytes, shares: Sequence[int], readv: ReadVector) -> Mapping[int, Sequence[bytes]]:
-        si = _check_storage_index(self.server_id, storage_index)
+        _check_storage_index(self.server_id, storage_index)
+        batchable = (
+            all(offset >= 0 and length >= 0 for offset, length in readv)
+            and all(0 <= n < 256 for n in shares)
+            and sum(n for _, n in readv) * max(len(shares), 1) <= MAX_BATCH_READ
+        )
+        if self._batching is False or not batchable:
+            return await self._slot_readv(storage_index, shares, readv)
+        result: Mapping[int, Sequence[bytes]] = await self._mutable_reads.call((storage_index, shares, readv))
+        return result
+
+    async def _slot_readv(self, storage_index: bytes, shares: Sequence[int], readv: ReadVector) -> Mapping[int, Sequence[bytes]]:
+        si = base32.b2a(storage_index)
         wanted = sorted(set(shares)) if shares else sorted(await self._mutable_shares(si))
 
         async def read_share(shnum: int) -> list[bytes] | None:
@@ -745,7 +902,7 @@ class _HTTPConnection:
         if self._stopped:
             return
         self._delay = RETRY_INITIAL
-        self._client = HTTPStorageClient(self._http, self._server_id, version, self._lease_seed)
+        self._client = HTTPStorageClient(self._http, self._server_id, version, self._lease_seed, self._reactor)
         self._connected(self._client)
 
     def _unreachable(self) -> None:
