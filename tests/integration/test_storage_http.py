@@ -29,7 +29,7 @@ from lafs.storage.http_server import HTTPError, HTTPStorageServer
 from lafs.storage_client import http as http_client
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import REQUEST_TIMEOUT, HTTPConnector, _BytesBody, _read_body
-from lafs.storage_client.interface import ServerUnreachableError, StorageServerClient
+from lafs.storage_client.interface import ServerRefusedError, ServerUnreachableError, StorageServerClient
 from lafs.tub import NodeTub
 from tests.storage_grid import RunningServer, sleep, start_storage_server, wait_for
 
@@ -469,6 +469,11 @@ async def test_the_batch_extension_answers_for_many_storage_indexes_in_one_reque
         assert reads.cbor() == [{1: [b"hello", b"el"]}, {}, {}]
         one_refused = (await f.raw.cbor(b"POST", batch + "mutable-reads", [[mutable, [300], [[0, 1]]], [mutable, [1], [[0, 1]]]])).cbor()
         assert one_refused[1] == {1: [b"h"]} and "share number" in one_refused[0]["error"].lower()
+        blocks = await f.raw.cbor(
+            b"POST", batch + "immutable-reads", [[immutable, 3, 2, 5], [immutable, 3, 8, 100], [immutable, 3, 10, 5], [immutable, 4, 0, 1]]
+        )
+        assert blocks.cbor()[:3] == [b"xxxxx", b"xx", b""]
+        assert blocks.cbor()[3]["kind"] == "NoSuchShareError"
 
         for path, body in (
             ("immutable-shares", [b"short"]),
@@ -478,6 +483,8 @@ async def test_the_batch_extension_answers_for_many_storage_indexes_in_one_reque
             ("leases", [immutable]),
             ("mutable-reads", [[mutable, [], [[0, 70000]]]]),
             ("mutable-reads", [[mutable, [-1], [[0, 1]]]]),
+            ("immutable-reads", [[immutable, 3, 0, 70000]]),
+            ("immutable-reads", [[immutable, 3, 0]]),
         ):
             answer = await f.raw.cbor(b"POST", batch + path, body)
             assert answer.status == 400 and answer.body, (path, body)
@@ -523,21 +530,28 @@ async def test_the_client_batches_calls_made_together_and_goes_one_by_one_to_a_s
             calls += [client.add_lease(storage_index, b"R" * 32, b"C" * 32) for storage_index, _ in files]
             calls += [client.slot_readv(storage_index, [], [(0, 7), (8, 4)]) for storage_index, _ in mutables]
             calls += [client.get_buckets(os.urandom(16))]
-            return list(await defer.gatherResults([defer.Deferred.fromCoroutine(c) for c in calls]))
+            answers = list(await defer.gatherResults([defer.Deferred.fromCoroutine(c) for c in calls]))
+            readers = [r[0] for r in answers[:20]]
+            answers += await defer.gatherResults([defer.Deferred.fromCoroutine(r.read(2, 5)) for r in readers])
+            return answers
 
         def expected(answers: list[Any]) -> None:
             assert [set(readers) for readers in answers[:20]] == [{0}] * 20
             assert answers[20:40] == [None] * 20
             assert answers[40:45] == [{2: [b"mutable", b"data"]}] * 5
             assert answers[45] == {}
+            assert answers[46:] == [b"immutable"[2:7]] * 20
 
         async with connected_client(f) as client:
             routed.clear()
             expected(await all_at_once(client))
             assert all(path.startswith(b"/lafs/storage/v1/") for path in routed), routed
-            assert len(routed) <= 3 * http_client.BATCHES_OUT, "a few batched requests, not one per call"
+            assert len(routed) <= 4 * http_client.BATCHES_OUT + 1, "a few batched requests, not one per call"
             for storage_index, _ in files:
                 assert len((await f.running.server.backend.get_leases(storage_index, 0)).leases) == 2
+            with pytest.raises(ServerRefusedError) as refused:  # as over Foolscap: the one item fails
+                await client.slot_readv(mutables[0][0], [300], [(0, 1)])
+            assert refused.value.remote_type == "BadShareNumberError"
 
         def without_batches(self: HTTPStorageServer, method: bytes, path: bytes) -> Any:
             routed.append(path)
@@ -550,8 +564,9 @@ async def test_the_client_batches_calls_made_together_and_goes_one_by_one_to_a_s
             routed.clear()
             expected(await all_at_once(client))
             tried = [path for path in routed if path.startswith(b"/lafs/")]
-            assert 1 <= len(tried) <= 3 * http_client.BATCHES_OUT, "each kind is tried once or twice, then never again"
-            assert len(routed) - len(tried) == 20 + 20 + 5 * 3 + 1, "then one request per call (a mutable read lists, then reads)"
+            assert 1 <= len(tried) <= 3 * http_client.BATCHES_OUT, "each kind is tried until the first 404, then never again"
+            one_by_one = 20 + 20 + 5 * 3 + 1 + 20
+            assert len(routed) - len(tried) == one_by_one, "then one request per call (a mutable read lists, then reads)"
             routed.clear()
             assert set(await client.get_buckets(files[0][0])) == {0}
             assert routed == [f"/storage/v1/immutable/{files[0][1]}/shares".encode()]
@@ -717,6 +732,7 @@ async def test_requests_beyond_the_limit_wait_their_turn_and_fail_at_once_when_t
     """At most MAX_REQUESTS connections, reused; ones the server closed are dropped; when the server stops
     answering, the requests queued behind the ones in flight fail with them."""
     monkeypatch.setattr(http_client, "MAX_REQUESTS", 3)
+    monkeypatch.setattr(http_client, "BATCHED_READ_LIMIT", 0)  # one request per read
     async with http_server(tmp_path) as f:
         throttle = Throttle()
         opened: list[object] = []

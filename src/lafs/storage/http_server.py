@@ -231,6 +231,20 @@ def parse_batch_mutable_reads(body: object) -> list[tuple[bytes, list[int], list
     return reads
 
 
+def parse_batch_immutable_reads(body: object) -> list[tuple[bytes, int, int, int]]:
+    """A batched immutable read: an array of [storage index, share number, offset, size]."""
+    reads = []
+    for item in _check_list(body, "immutable reads", MAX_BATCH):
+        if not isinstance(item, list) or len(item) != 4:
+            raise HTTPError(400, "immutable reads: expected [storage index, share number, offset, size] items")
+        si = _check_storage_index_bytes(item[0], "immutable reads")
+        shnum, offset, size = (_check_uint(value, "immutable reads") for value in item[1:])
+        if size > MAX_BATCH_READ:
+            raise HTTPError(400, f"immutable reads: an item may read at most {MAX_BATCH_READ} bytes")
+        reads.append((si, shnum, offset, size))
+    return reads
+
+
 def parse_reason(body: object) -> bytes:
     reason = _check_map(body, frozenset({"reason"}), "corruption report")["reason"]
     if not isinstance(reason, str) or not 1 <= len(reason) <= MAX_REASON_LENGTH:
@@ -403,6 +417,8 @@ class HTTPStorageServer:
                 routes = {b"POST": self.batch_leases}
             case ["lafs", "mutable-reads"]:
                 routes = {b"POST": self.batch_mutable_reads}
+            case ["lafs", "immutable-reads"]:
+                routes = {b"POST": self.batch_immutable_reads}
             case ["version"]:
                 routes = {b"GET": self.version}
             case ["lease", si]:
@@ -529,6 +545,16 @@ class HTTPStorageServer:
         reads = parse_batch_mutable_reads(self._cbor_body(request, MAX_SMALL_BODY))
         return cbor_response([await _item(self._server.slot_readv(*read)) for read in reads])
 
+    async def batch_immutable_reads(self, request: Request) -> Response:
+        reads = parse_batch_immutable_reads(self._cbor_body(request, MAX_SMALL_BODY))
+        return cbor_response([await _item(self._read_finished_share(*read)) for read in reads])
+
+    async def _read_finished_share(self, storage_index: bytes, shnum: int, offset: int, length: int) -> bytes:
+        reader = (await self._server.get_buckets(storage_index)).get(shnum)
+        if reader is None:
+            raise NoSuchShareError(f"no finished immutable share {shnum} of this storage index")
+        return await reader.read(offset, length)
+
     # --- immutable ----------------------------------------------------------------------------
 
     async def allocate(self, request: Request, storage_index: bytes) -> Response:
@@ -597,11 +623,8 @@ class HTTPStorageServer:
 
     async def read_immutable(self, request: Request, storage_index: bytes, shnum: int) -> Response:
         wanted = parse_range(request.getHeader(b"range"))
-        reader = (await self._server.get_buckets(storage_index)).get(shnum)
-        if reader is None:
-            raise HTTPError(404, f"no finished immutable share {shnum} of this storage index")
         offset, length = wanted if wanted is not None else (0, 2**63)
-        return _share_data(await reader.read(offset, length), offset, wanted is not None)
+        return _share_data(await self._read_finished_share(storage_index, shnum, offset, length), offset, wanted is not None)
 
     async def immutable_corrupt(self, request: Request, storage_index: bytes, shnum: int) -> Response:
         reason = parse_reason(self._cbor_body(request, MAX_SMALL_BODY))
@@ -644,13 +667,14 @@ class HTTPStorageServer:
 
 
 async def _item(work: Awaitable[Any]) -> Any:
-    """One item's answer in a batch: its value, or ``{"error": reason}`` when the storage server refused it."""
+    """One item's answer in a batch: its value, or ``{"error": reason, "kind": error name}`` when the storage
+    server refused it."""
     try:
         return await work
     except StorageError as e:
         if status_for(e) == 500:
             log.error("storage request failed: {error}", error=str(e))
-        return {"error": f"{type(e).__name__}: {e}"}
+        return {"error": str(e), "kind": type(e).__name__}
 
 
 def _share_data(data: bytes, offset: int, ranged: bool) -> Response:

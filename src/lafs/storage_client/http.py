@@ -79,8 +79,9 @@ MAX_BATCH = 256
 """Items in one batched request (the server's limit)."""
 BATCHES_OUT = 4
 """Batched requests of one kind out to one server at once; calls made meanwhile wait and go in the next."""
-MAX_BATCH_READ = 64 * 1024
-"""Bytes per share a mutable read may ask for and still be batched (the server's limit); bigger reads go alone."""
+BATCHED_READ_LIMIT = 16 * 1024
+"""Bytes per share a read may ask for and still be batched (the server takes up to 64 KiB): a small file's
+blocks and hash trees, a directory's share, but not a big file's blocks, which stream better alone."""
 CONNECT_TIMEOUT = 30
 IDLE_CONNECTION_TIMEOUT = 240.0
 """Seconds an unused connection is kept open (as long as Twisted's HTTPConnectionPool keeps one)."""
@@ -491,6 +492,12 @@ def _check_storage_index(server_id: str, storage_index: bytes) -> str:
     return base32.b2a(storage_index)
 
 
+def _data(value: Any) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a byte string")
+    return value
+
+
 def _mutable_reads(value: Any) -> dict[int, list[bytes]]:
     if not isinstance(value, dict):
         raise ValueError("expected a map of share numbers")
@@ -582,16 +589,17 @@ class _HTTPBucketWriter:
 
 
 class _HTTPBucketReader:
-    """One finished immutable share: each read is a ranged GET."""
+    """One finished immutable share: each read is a ranged GET, or a part of a batch (`HTTPStorageClient`)."""
 
-    def __init__(self, http: _HTTP, si: str, shnum: int, storage_index: bytes) -> None:
+    def __init__(self, http: _HTTP, client: HTTPStorageClient, si: str, shnum: int, storage_index: bytes) -> None:
         self._http = http
+        self._client = client
         self._si = si
         self._shnum = shnum
         self._storage_index = storage_index
 
     async def read(self, offset: int, length: int) -> bytes:
-        return await _ranged_read(self._http, f"immutable/{self._si}/{self._shnum}", offset, length)
+        return await self._client.read_immutable(self._storage_index, self._shnum, offset, length)
 
     async def advise_corrupt_share(self, reason: bytes) -> None:
         await _advise_corrupt(self._http, f"immutable/{self._si}/{self._shnum}", reason)
@@ -631,6 +639,7 @@ class HTTPStorageClient:
         self._share_queries = _Batcher(reactor, self._query_shares)
         self._leases = _Batcher(reactor, self._add_leases)
         self._mutable_reads = _Batcher(reactor, self._read_mutables)
+        self._immutable_reads = _Batcher(reactor, self._read_immutables)
 
     # --- the batch extension: calls made at the same time go in one request (a lafs server's) ---------
 
@@ -665,7 +674,10 @@ class HTTPStorageClient:
 
     def _batch_item(self, value: Any, convert: Callable[[Any], Any], what: str) -> Any:
         if isinstance(value, dict) and "error" in value:
-            return ServerRefusedError(self.server_id, f"{what}: {str(value['error'])[:2000]}", "StorageError")
+            kind = value.get("kind")
+            return ServerRefusedError(
+                self.server_id, f"{what}: {str(value['error'])[:2000]}", kind if isinstance(kind, str) else "StorageError"
+            )
         try:
             return convert(value)
         except (TypeError, ValueError, AttributeError) as e:
@@ -679,6 +691,19 @@ class HTTPStorageClient:
     async def _add_leases(self, leases: list[tuple[bytes, bytes, bytes]]) -> list[Any]:
         return await self._batched(
             b"leases", leases, [list(lease) for lease in leases], bool, lambda lease: self._add_lease(*lease), "adding a lease"
+        )
+
+    async def read_immutable(self, storage_index: bytes, shnum: int, offset: int, length: int) -> bytes:
+        if self._batching is False or not (offset >= 0 and 0 < length <= BATCHED_READ_LIMIT):
+            return await _ranged_read(self._http, f"immutable/{base32.b2a(storage_index)}/{shnum}", offset, length)
+        data: bytes = await self._immutable_reads.call((storage_index, shnum, offset, length))
+        return data
+
+    async def _read_immutables(self, reads: list[tuple[bytes, int, int, int]]) -> list[Any]:
+        return await self._batched(
+            b"immutable-reads", reads, [list(read) for read in reads], _data,
+            lambda read: _ranged_read(self._http, f"immutable/{base32.b2a(read[0])}/{read[1]}", read[2], read[3]),
+            "reading immutable shares",
         )
 
     async def _read_mutables(self, reads: list[tuple[bytes, Sequence[int], ReadVector]]) -> list[Any]:
@@ -714,7 +739,7 @@ class HTTPStorageClient:
             shares = await self._immutable_shares(storage_index)
         else:
             shares = await self._share_queries.call(storage_index)
-        return {shnum: _HTTPBucketReader(self._http, si, shnum, storage_index) for shnum in sorted(shares)}
+        return {shnum: _HTTPBucketReader(self._http, self, si, shnum, storage_index) for shnum in sorted(shares)}
 
     async def _immutable_shares(self, storage_index: bytes) -> frozenset[int]:
         si = base32.b2a(storage_index)
@@ -754,8 +779,8 @@ class HTTPStorageClient:
         _check_storage_index(self.server_id, storage_index)
         batchable = (
             all(offset >= 0 and length >= 0 for offset, length in readv)
-            and all(0 <= n < 256 for n in shares)
-            and sum(n for _, n in readv) * max(len(shares), 1) <= MAX_BATCH_READ
+            and all(n >= 0 for n in shares)
+            and sum(n for _, n in readv) <= BATCHED_READ_LIMIT
         )
         if self._batching is False or not batchable:
             return await self._slot_readv(storage_index, shares, readv)
