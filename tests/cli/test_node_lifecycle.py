@@ -78,13 +78,13 @@ def test_stop_on_a_node_that_is_not_running(tmp_path: Path) -> None:
 
 def test_create_refuses_bad_options_and_existing_dirs(tmp_path: Path) -> None:
     result = tahoe("create-node", "--listen=tcp", str(tmp_path / "a"), check=False)
-    assert result.returncode == 2 and "--hostname" in result.stderr
+    assert result.returncode == 1 and "--hostname" in result.stderr
     result = tahoe("create-node", "--hostname=h", "--port=tcp:1", str(tmp_path / "b"), check=False)
-    assert result.returncode == 2
+    assert result.returncode == 1
     result = tahoe("create-client", "--shares-needed=5", "--shares-total=3", str(tmp_path / "c"), check=False)
-    assert result.returncode == 2 and "k <= N" in result.stderr
+    assert result.returncode == 1 and "k <= N" in result.stderr
     result = tahoe("create-node", "--listen=tor", str(tmp_path / "d"), check=False)
-    assert result.returncode == 2 and "not supported" in result.stderr
+    assert result.returncode == 1 and "not supported" in result.stderr
     tahoe("create-client", str(tmp_path / "e"))
     result = tahoe("create-client", str(tmp_path / "e"), check=False)
     assert result.returncode == 1 and "already exists" in result.stderr

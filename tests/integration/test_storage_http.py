@@ -29,7 +29,11 @@ from lafs.storage.http_server import HTTPError, HTTPStorageServer
 from lafs.storage_client import http as http_client
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import REQUEST_TIMEOUT, HTTPConnector, _BytesBody, _read_body
-from lafs.storage_client.interface import ServerRefusedError, ServerUnreachableError, StorageServerClient
+from lafs.storage_client.interface import (
+    ServerRefusedError,
+    ServerUnreachableError,
+    StorageServerClient,
+)
 from lafs.tub import NodeTub
 from tests.storage_grid import RunningServer, sleep, start_storage_server, wait_for
 

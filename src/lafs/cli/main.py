@@ -11,10 +11,14 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import lafs
 from lafs.cli.common import CommandIO, UsageError
 from lafs.core.errors import LafsError
+
+USAGE_ERROR = 1
+"""The exit code of a command line that does not parse, or names bad options (as Tahoe's: not argparse's 2)."""
 
 # Modules that contribute subcommands, in the order their help lists them.
 COMMAND_MODULES: tuple[str, ...] = ("lafs.cli.node_commands", "lafs.cli.file_commands", "lafs.cli.dir_commands", "lafs.cli.deep_commands", "lafs.cli.debug")
@@ -24,6 +28,10 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: object, **kwargs: object) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
 
 
 class _VersionAction(argparse.Action):
@@ -81,7 +89,7 @@ def run(argv: Sequence[str], io: CommandIO) -> int:
         return int(options.handler(options, io))
     except UsageError as e:
         io.stderr.write(f"tahoe {options.command}: error: {e}\n")
-        return 2
+        return USAGE_ERROR
     except LafsError as e:
         io.stderr.write(f"tahoe {options.command}: {e}\n")
         return 1
