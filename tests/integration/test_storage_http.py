@@ -25,7 +25,7 @@ from twisted.web.http_headers import Headers
 from lafs.core import base32
 from lafs.core.nurl import NURL
 from lafs.https import PinnedSPKIPolicy
-from lafs.storage.http_server import HTTPError, HTTPStorageServer
+from lafs.storage.http_server import HTTPError, HTTPStorageServer, Response, cbor_response
 from lafs.storage_client import http as http_client
 from lafs.storage_client.foolscap import FoolscapConnector
 from lafs.storage_client.http import REQUEST_TIMEOUT, HTTPConnector, _BytesBody, _read_body
@@ -574,6 +574,33 @@ async def test_the_client_batches_calls_made_together_and_goes_one_by_one_to_a_s
             routed.clear()
             assert set(await client.get_buckets(files[0][0])) == {0}
             assert routed == [f"/storage/v1/immutable/{files[0][1]}/shares".encode()]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_batched_answer_that_makes_no_sense_fails_its_calls_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def too_short(self: HTTPStorageServer, request: Any) -> Response:
+        return cbor_response([{0}])
+
+    async def not_sets(self: HTTPStorageServer, request: Any) -> Response:
+        return cbor_response(["share 0"] * len(cbor2.loads(request.content.getvalue())))
+
+    async with http_server(tmp_path) as f:
+        storage_index, si = f.si()
+        await upload(f, si, 0, b"immutable")
+        async with connected_client(f) as client:
+            monkeypatch.setattr(HTTPStorageServer, "batch_immutable_shares", too_short)
+            calls = [defer.Deferred.fromCoroutine(client.get_buckets(storage_index)) for _ in range(3)]
+            failures = [failure for ok, failure in await defer.DeferredList(calls, consumeErrors=True) if not ok]
+            assert len(failures) == 3 and all(f.check(ServerRefusedError) for f in failures)
+            assert "expected 3 answers" in str(failures[0].value)
+            monkeypatch.setattr(HTTPStorageServer, "batch_immutable_shares", not_sets)
+            with pytest.raises(ServerRefusedError, match="unexpected answer"):
+                await client.get_buckets(storage_index)
+            # The client still takes the server to serve batches: its other kinds go on as batches.
+            await client.add_lease(storage_index, RENEW, CANCEL)
+            assert len((await f.running.server.backend.get_leases(storage_index, 0)).leases) == 1
 
 
 @pytest_twisted.ensureDeferred
