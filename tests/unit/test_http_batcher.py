@@ -30,6 +30,11 @@ class Sender:
         self.answers[index].callback(results if results is not None else [item * 10 for item in items])
 
 
+def new_batcher() -> tuple[Clock, Sender, _Batcher]:
+    clock, sender = Clock(), Sender()
+    return clock, sender, _Batcher(clock, sender.send)
+
+
 def calls(batcher: _Batcher, items: range) -> list[defer.Deferred[Any]]:
     return [defer.Deferred.fromCoroutine(batcher.call(item)) for item in items]
 
@@ -42,8 +47,7 @@ def results(deferreds: list[defer.Deferred[Any]]) -> list[Any]:
 
 
 def test_calls_made_in_one_turn_go_together_at_the_next() -> None:
-    clock, sender = Clock(), Sender()
-    batcher = _Batcher(clock, sender.send)
+    clock, sender, batcher = new_batcher()
     pending = calls(batcher, range(5))
     assert sender.batches == [], "nothing goes before the reactor turns"
     clock.advance(0)
@@ -54,8 +58,7 @@ def test_calls_made_in_one_turn_go_together_at_the_next() -> None:
 
 def test_calls_made_while_batches_are_out_wait_and_go_as_one(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_client, "BATCHES_OUT", 2)
-    clock, sender = Clock(), Sender()
-    batcher = _Batcher(clock, sender.send)
+    clock, sender, batcher = new_batcher()
     first = calls(batcher, range(1))
     clock.advance(0)
     second = calls(batcher, range(1, 2))
@@ -72,8 +75,7 @@ def test_calls_made_while_batches_are_out_wait_and_go_as_one(monkeypatch: pytest
 
 def test_a_batch_holds_at_most_max_batch_items(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http_client, "MAX_BATCH", 3)
-    clock, sender = Clock(), Sender()
-    batcher = _Batcher(clock, sender.send)
+    clock, sender, batcher = new_batcher()
     pending = calls(batcher, range(7))
     clock.advance(0)
     assert sender.batches == [[0, 1, 2], [3, 4, 5], [6]]
@@ -83,8 +85,7 @@ def test_a_batch_holds_at_most_max_batch_items(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_each_item_gets_its_own_failure_and_a_failed_batch_fails_every_item() -> None:
-    clock, sender = Clock(), Sender()
-    batcher = _Batcher(clock, sender.send)
+    clock, sender, batcher = new_batcher()
     pending = calls(batcher, range(3))
     clock.advance(0)
     sender.answer(0, [0, ValueError("item 1 refused"), 20])
@@ -99,8 +100,7 @@ def test_each_item_gets_its_own_failure_and_a_failed_batch_fails_every_item() ->
 
 
 def test_a_caller_that_gives_up_is_skipped_and_the_others_get_their_answers() -> None:
-    clock, sender = Clock(), Sender()
-    batcher = _Batcher(clock, sender.send)
+    clock, sender, batcher = new_batcher()
     pending = calls(batcher, range(3))
     clock.advance(0)
     pending[1].cancel()

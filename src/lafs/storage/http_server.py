@@ -66,7 +66,7 @@ LEASE_SECRET_SIZE = 32
 MAX_BATCH = 256
 """Items in one request of the batch extension (`/lafs/storage/v1/...`)."""
 MAX_BATCH_READ = 64 * 1024
-"""Bytes one item of a batched mutable read may ask for (bigger reads go one per request)."""
+"""Bytes one item of a batched read may ask for, per share (bigger reads go one per request)."""
 RENEW, CANCEL, UPLOAD, WRITE_ENABLER = "lease-renew-secret", "lease-cancel-secret", "upload-secret", "write-enabler"
 SECRET_KINDS = frozenset({RENEW, CANCEL, UPLOAD, WRITE_ENABLER})
 

@@ -645,7 +645,7 @@ class HTTPStorageClient:
 
     async def _batched(
         self,
-        path: bytes,
+        path: str,
         items: list[Any],
         body: list[Any],
         convert: Callable[[Any], Any],
@@ -655,7 +655,7 @@ class HTTPStorageClient:
         """Each item's result (or the `ServerError` it failed with), from one batched request, or from one
         request per item where the server does not serve the extension (a Tahoe server: 404)."""
         if self._batching is not False:
-            answer = await self._http.cbor_request(b"POST", path.decode("ascii"), body, base=BATCH_PATH)
+            answer = await self._http.cbor_request(b"POST", path, body, base=BATCH_PATH)
             if answer.status in (404, 405):
                 self._batching = False
                 log.info("storage server {s} has no batch requests: one request per call", s=self.server_id)
@@ -685,31 +685,34 @@ class HTTPStorageClient:
 
     async def _query_shares(self, storage_indexes: list[bytes]) -> list[Any]:
         return await self._batched(
-            b"immutable-shares", storage_indexes, storage_indexes, _share_set, self._immutable_shares, "listing immutable shares"
+            "immutable-shares", storage_indexes, storage_indexes, _share_set, self._immutable_shares, "listing immutable shares"
         )
 
     async def _add_leases(self, leases: list[tuple[bytes, bytes, bytes]]) -> list[Any]:
         return await self._batched(
-            b"leases", leases, [list(lease) for lease in leases], bool, lambda lease: self._add_lease(*lease), "adding a lease"
+            "leases", leases, [list(lease) for lease in leases], bool, lambda lease: self._add_lease(*lease), "adding a lease"
         )
 
     async def read_immutable(self, storage_index: bytes, shnum: int, offset: int, length: int) -> bytes:
         if self._batching is False or not (offset >= 0 and 0 < length <= BATCHED_READ_LIMIT):
-            return await _ranged_read(self._http, f"immutable/{base32.b2a(storage_index)}/{shnum}", offset, length)
+            return await self._read_one_immutable(storage_index, shnum, offset, length)
         data: bytes = await self._immutable_reads.call((storage_index, shnum, offset, length))
         return data
 
+    async def _read_one_immutable(self, storage_index: bytes, shnum: int, offset: int, length: int) -> bytes:
+        return await _ranged_read(self._http, f"immutable/{base32.b2a(storage_index)}/{shnum}", offset, length)
+
     async def _read_immutables(self, reads: list[tuple[bytes, int, int, int]]) -> list[Any]:
         return await self._batched(
-            b"immutable-reads", reads, [list(read) for read in reads], _data,
-            lambda read: _ranged_read(self._http, f"immutable/{base32.b2a(read[0])}/{read[1]}", read[2], read[3]),
+            "immutable-reads", reads, [list(read) for read in reads], _data,
+            lambda read: self._read_one_immutable(*read),
             "reading immutable shares",
         )
 
     async def _read_mutables(self, reads: list[tuple[bytes, Sequence[int], ReadVector]]) -> list[Any]:
         body = [[si, list(shares), [list(read) for read in readv]] for si, shares, readv in reads]
         return await self._batched(
-            b"mutable-reads", reads, body, _mutable_reads, lambda read: self._slot_readv(*read), "reading mutable shares"
+            "mutable-reads", reads, body, _mutable_reads, lambda read: self._slot_readv(*read), "reading mutable shares"
         )
 
     async def allocate_buckets(
